@@ -1,0 +1,78 @@
+"""Model architectures (registered under kind `model`) and the loading API.
+
+`load_model_and_preprocess(name, model_type)` builds a registered architecture from its default YAML, optionally
+loads a checkpoint (LAVIS `.pth`, our safetensors, or a whole Hugging Face directory) and returns it with the image
+and text processors that YAML names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from lavis_ib.common.registry import registry
+from lavis_ib.models import blip2_opt, blip2_t5_instruct, blip2_vicuna_instruct  # noqa: F401  (registration)
+from lavis_ib.models.base import BaseModel
+from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory, preprocess_for_image_size
+from lavis_ib.processors import build_processors
+
+
+class ModelZoo:
+    """The registered architectures and their model types; prints as a table."""
+
+    def __init__(self):
+        self.entries = {name: registry.get_model_class(name).model_types() for name in registry.list_models()}
+
+    def __str__(self) -> str:
+        width = max(len(name) for name in self.entries)
+        rows = [f"{'Architectures':<{width}}  Types", "=" * (width + 60)]
+        rows += [f"{name:<{width}}  {', '.join(types)}" for name, types in self.entries.items()]
+        return "\n".join(rows)
+
+    def __iter__(self):
+        return iter(self.entries.items())
+
+    def __len__(self) -> int:
+        return sum(len(types) for types in self.entries.values())
+
+
+model_zoo = ModelZoo()
+
+
+def _prepare(model: BaseModel, is_eval: bool, device: str) -> BaseModel:
+    model = model.to(device)
+    model.apply_precision()
+    return model.eval() if is_eval else model
+
+
+def load_model(name: str, model_type: str, is_eval: bool = False, device: str = "cpu", checkpoint: str | None = None):
+    """Build `name`/`model_type` and load its configured weights, or those of `checkpoint` (file or HF directory).
+
+    An HF-format directory carries its own architecture in `config.json`: the model is built from it, whatever its
+    sizes. fp32 on CPU; on CUDA the ViT and LLM take the configured precisions.
+    """
+    model_cls = registry.get_model_class(name)
+    if checkpoint is not None and is_hf_directory(checkpoint):
+        model = load_hf_directory(model_cls, model_type, checkpoint)
+    else:
+        model = model_cls.from_pretrained(model_type)
+        if checkpoint is not None:
+            model.load_checkpoint(Path(checkpoint))
+    return _prepare(model, is_eval, device)
+
+
+def load_preprocess(cfg: DictConfig | dict | None):
+    """`(vis_processors, txt_processors)` dicts keyed "train"/"eval" from a `preprocess` config section."""
+    return build_processors(cfg or {})
+
+
+def load_model_and_preprocess(name: str, model_type: str, is_eval: bool = False, device: str = "cpu",
+                              checkpoint: str | None = None):
+    """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point."""
+    model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint)
+    preprocess = registry.get_model_class(name).default_config(model_type).get("preprocess")
+    if checkpoint is not None and is_hf_directory(checkpoint):
+        preprocess = preprocess_for_image_size(preprocess, model.cfg.image_size)
+    vis_processors, txt_processors = load_preprocess(preprocess)
+    return model, vis_processors, txt_processors

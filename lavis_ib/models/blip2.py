@@ -1,0 +1,395 @@
+"""What every BLIP-2 / InstructBLIP model shares: config schema, ViT → Q-Former → projection (images and video),
+precision handling, weight loading, prompt handling for `generate`/`predict_answers`, and candidate scoring.
+
+Architectures subclass `Blip2Base` and supply only the LLM-specific parts: how the LLM and its tokenizer are
+built, the training loss layout, text generation from visual tokens, and per-candidate log-likelihoods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from lavis_ib.common.io import looks_like_hub_id, resolve_file
+from lavis_ib.models.base import BaseModel
+from lavis_ib.models.checkpoint import LoadReport, load_state_dict_into, read_state_dict
+from lavis_ib.models.prompts import batch_prompts, class_prompts, fill_ocr, vqa_prompt
+from lavis_ib.models.qformer import QFormer, QFormerConfig
+from lavis_ib.models.tokenizers import encode, load_qformer_tokenizer
+from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_dict, build_eva_vit
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Blip2Config:
+    """Keys shared by every BLIP-2 family model (LAVIS names where LAVIS has them)."""
+
+    arch: str = ""
+    model_type: str = ""
+    # vision
+    vit_model: str = "eva_clip_g"
+    image_size: int = 224
+    drop_path_rate: float = 0.0
+    use_grad_checkpoint: bool = False
+    vit_precision: str = "fp16"
+    freeze_vit: bool = True
+    vit_weights: Optional[str] = None
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    ln_vision_eps: float = 1e-5
+    # Q-Former
+    num_query_token: int = 32
+    qformer: QFormerConfig = field(default_factory=QFormerConfig)
+    qformer_tokenizer: str = "bert-base-uncased"
+    qformer_text_input: bool = True
+    qformer_grad_checkpoint: bool = False
+    max_txt_len: int = 128
+    max_output_txt_len: int = 256
+    # LLM (the location key itself is declared per architecture: llm_model / t5_model / opt_model)
+    llm_config: Optional[dict] = None
+    llm_tokenizer: Optional[str] = None
+    llm_precision: str = "fp16"
+    prompt: str = ""
+    apply_lemmatizer: bool = False
+    # weights
+    random_init: bool = False
+    load_pretrained: bool = True
+    pretrained: Optional[str] = None
+    load_finetuned: bool = False
+    finetuned: Optional[str] = None
+    hf_image_token_index: Optional[int] = None
+
+
+@dataclass
+class CandidateScores:
+    """Per-candidate log-likelihoods of each sample: the sum over candidate tokens and the per-token mean."""
+
+    sum: list[torch.Tensor]
+    mean: list[torch.Tensor]
+    num_tokens: list[torch.Tensor]
+
+    def stacked(self, which: str = "sum") -> torch.Tensor:
+        """`[B, C]` when every sample has the same number of candidates."""
+        return torch.stack(getattr(self, which))
+
+
+class Blip2Base(BaseModel):
+    """ViT + Q-Former + projection into an LLM; subclasses name and build the LLM side."""
+
+    LLM_KEY = "llm_model"  # config key of the LLM location (LAVIS name)
+    LLM_MODULE = "llm_model"  # attribute / state-dict prefix of the LLM
+    PROJ_MODULE = "llm_proj"
+    GENERATE_DEFAULTS: dict[str, Any] = dict(
+        use_nucleus_sampling=False, num_beams=5, max_length=256, min_length=1, top_p=0.9,
+        repetition_penalty=1.5, length_penalty=1.0, num_captions=1, temperature=1.0,
+    )
+    ANSWER_LENGTH_PENALTY = 0.0
+
+    def __init__(self, cfg: Blip2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.visual_encoder = build_eva_vit(cfg.vision, cfg.image_size, cfg.drop_path_rate, cfg.use_grad_checkpoint)
+        self.ln_vision = LayerNormFp32(cfg.vision.width, eps=cfg.ln_vision_eps)
+        self.Qformer = QFormer(cfg.qformer, cfg.vision.width, has_text=cfg.qformer_text_input)
+        self.Qformer.bert.encoder.grad_checkpointing = cfg.qformer_grad_checkpoint
+        self.query_tokens = nn.Parameter(torch.zeros(1, cfg.num_query_token, cfg.qformer.hidden_size))
+        nn.init.normal_(self.query_tokens, std=0.02)
+        self.qformer_tokenizer = (
+            load_qformer_tokenizer(cfg.qformer_tokenizer, allow_download=looks_like_hub_id(cfg.qformer_tokenizer))
+            if cfg.qformer_text_input else None
+        )
+        self.tokenizer = self.build_tokenizer()
+        llm = self.build_llm()
+        for param in llm.parameters():
+            param.requires_grad = False
+        setattr(self, self.LLM_MODULE, llm)
+        setattr(self, self.PROJ_MODULE, nn.Linear(cfg.qformer.hidden_size, llm.config.get_text_config().hidden_size))
+        if cfg.freeze_vit:
+            for param in self.visual_encoder.parameters():
+                param.requires_grad = False
+        self.train(False)
+
+    # ----- pieces each architecture provides -------------------------------------------------------------------
+    def build_tokenizer(self):
+        raise NotImplementedError
+
+    def build_llm(self) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, samples: dict) -> dict:
+        raise NotImplementedError
+
+    def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
+        """New token ids generated by the LLM from visual tokens and prompts."""
+        raise NotImplementedError
+
+    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
+        """Returns `(sum_logprob[C], num_tokens[C])` for one sample's visual tokens `[1, Q, D]`."""
+        raise NotImplementedError
+
+    # ----- shared plumbing ----------------------------------------------------------------------------------
+    @property
+    def llm(self) -> nn.Module:
+        return getattr(self, self.LLM_MODULE)
+
+    @property
+    def proj(self) -> nn.Linear:
+        return getattr(self, self.PROJ_MODULE)
+
+    @property
+    def llm_location(self) -> Optional[str]:
+        return getattr(self.cfg, self.LLM_KEY)
+
+    @property
+    def tokenizer_location(self) -> str:
+        location = self.cfg.llm_tokenizer or self.llm_location
+        if location is None:
+            raise ValueError(f"model.{self.LLM_KEY} (or model.llm_tokenizer) must name the LLM tokenizer location")
+        return location
+
+    def train(self, mode: bool = True):
+        """Train mode for the trainable parts only: a frozen ViT and the frozen LLM always stay in eval mode."""
+        super().train(mode)
+        if self.cfg.freeze_vit:
+            self.visual_encoder.train(False)
+        self.llm.train(False)
+        return self
+
+    def autocast(self, dtype: torch.dtype):
+        """CUDA autocast to `dtype`; a no-op on CPU, where everything runs in fp32 (as LAVIS does)."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=dtype)
+
+    def apply_precision(self) -> "Blip2Base":
+        """On CUDA cast the ViT's Linear/Conv weights to `vit_precision` and the LLM to `llm_precision`."""
+        if self.device.type != "cuda":
+            return self.float()
+        vit_dtype = DTYPES[self.cfg.vit_precision]
+        for module in self.visual_encoder.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                module.to(vit_dtype)
+        self.llm.to(DTYPES[self.cfg.llm_precision])
+        return self
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """`[N, 3, H, W]` → `ln_vision(ViT(image))` `[N, 1 + patches, width]`."""
+        with self.autocast(DTYPES[self.cfg.vit_precision]):
+            features = self.visual_encoder.forward_features(image)
+        return self.ln_vision(features)
+
+    def qformer_inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """BERT ids/mask of the instructions: right padding, left truncation at `max_txt_len` (keeps the end)."""
+        batch = encode(
+            self.qformer_tokenizer, list(texts), padding_side="right", truncation_side="left",
+            max_length=self.cfg.max_txt_len,
+        )
+        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+
+    def query_features(self, image: torch.Tensor, instructions: Sequence[str] | None) -> torch.Tensor:
+        """Visual tokens for the LLM: `[B, Q, D]` for images, `[B, T*Q, D]` for video `[B, 3, T, H, W]`.
+
+        Video frames go through the ViT and Q-Former independently (batched as B*T) with their sample's instruction,
+        and their query outputs are concatenated frame after frame, as in LAVIS.
+        """
+        frames = image.shape[2] if image.dim() == 5 else 1
+        if image.dim() == 5:
+            image = image.permute(0, 2, 1, 3, 4).flatten(0, 1)  # (B*T, 3, H, W), frame-major within a sample
+        image_embeds = self.encode_image(image).float()
+        queries = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        if self.cfg.qformer_text_input and instructions is not None:
+            ids, mask = self.qformer_inputs([text for text in instructions for _ in range(frames)])
+            hidden = self.Qformer(queries, image_embeds, ids, mask)
+        else:
+            hidden = self.Qformer(queries, image_embeds)
+        visual = self.proj(hidden[:, : queries.shape[1]])
+        return visual.reshape(-1, frames * queries.shape[1], visual.shape[-1])
+
+    # ----- weights ----------------------------------------------------------------------------------------
+    def load_configured_weights(self) -> None:
+        """Load ViT and (finetuned or pretrained) checkpoints named in the config; `random_init` loads nothing."""
+        if self.cfg.random_init:
+            log.warning("%s/%s: random_init is set, weights are random", self.cfg.arch, self.cfg.model_type)
+            return
+        if self.cfg.vit_weights:
+            self.load_vit_weights(resolve_file(self.cfg.vit_weights, "vit_weights"))
+        if self.cfg.load_finetuned and self.cfg.finetuned:
+            self.load_checkpoint(resolve_file(self.cfg.finetuned, "finetuned"))
+        elif self.cfg.load_pretrained and self.cfg.pretrained:
+            self.load_checkpoint(resolve_file(self.cfg.pretrained, "pretrained"))
+
+    def load_vit_weights(self, path) -> None:
+        """Load an EVA ViT state dict (e.g. LAVIS's `eva_vit_g.pth`), strictly after adapting depth and positions."""
+        adapted, dropped = adapt_vit_state_dict(read_state_dict(path), self.visual_encoder)
+        missing = sorted(set(self.visual_encoder.state_dict()) - set(adapted))
+        if missing:
+            raise KeyError(f"{path}: ViT weights lack {len(missing)} keys, e.g. {missing[:5]}")
+        self.visual_encoder.load_state_dict(adapted)
+        if dropped:
+            log.info("%s: ignored %d ViT keys beyond this architecture (%s ...)", path, len(dropped), dropped[0])
+
+    def weight_sources(self) -> dict[str, str]:
+        """Where each top-level group is expected to come from, for load reports."""
+        return {
+            "visual_encoder": "frozen ViT weights expected from vit_weights",
+            self.LLM_MODULE: f"frozen LLM weights expected from {self.LLM_KEY}",
+        }
+
+    def load_checkpoint(self, path, strict: bool = True) -> LoadReport:
+        """Load a LAVIS `.pth` (trimmed or full), our safetensors file, or a state dict file.
+
+        Strict about what a checkpoint must hold: every trainable tensor (Q-Former, query tokens, `ln_vision`,
+        projection) must be present and no unknown key may appear; frozen ViT/LLM tensors may be absent.
+        """
+        report = load_state_dict_into(self, read_state_dict(path))
+        trainable_groups = {"Qformer", "query_tokens", "ln_vision", self.PROJ_MODULE}
+        if not self.cfg.freeze_vit:
+            trainable_groups.add("visual_encoder")
+        lacking = {g: k for g, k in report.missing.items() if g in trainable_groups}
+        if strict and (lacking or report.unexpected):
+            raise KeyError(f"{path}: " + report.describe(self.weight_sources()))
+        log.info("%s: %s", path, report.describe(self.weight_sources()))
+        return report
+
+    def export_hf(self, directory) -> "Path":
+        """Write an HF-format directory that transformers' InstructBLIP / BLIP-2 classes load (see `hf_interop`)."""
+        from lavis_ib.models.hf_interop import export_hf
+
+        return export_hf(self, directory)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters that train (what LAVIS checkpoints hold): small files for frozen-LLM models."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    # ----- user-facing inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, samples: dict, **overrides) -> list[str]:
+        """Text for each image (`num_captions` each): beam search by default, nucleus sampling on request.
+
+        Arguments (LAVIS names): use_nucleus_sampling, num_beams, max_length and min_length (both count NEW tokens,
+        whatever the transformers version), top_p, repetition_penalty, length_penalty, num_captions, temperature.
+        """
+        return self.decode(self.generate_token_ids(samples, **overrides))
+
+    @torch.no_grad()
+    def generate_token_ids(self, samples: dict, **overrides) -> torch.Tensor:
+        """The generated token ids behind `generate` (new tokens only), before decoding."""
+        unknown = set(overrides) - set(self.GENERATE_DEFAULTS)
+        if unknown:
+            raise TypeError(f"generate() got unknown arguments {sorted(unknown)}; valid: {sorted(self.GENERATE_DEFAULTS)}")
+        args = {**self.GENERATE_DEFAULTS, **overrides}
+        image = samples["image"]
+        prompts = batch_prompts(samples.get("prompt", self.cfg.prompt), image.shape[0])
+        prompts = fill_ocr(prompts, samples.get("ocr_tokens"))
+        visual = self.query_features(image.to(self.device), prompts)
+        gen_kwargs = dict(
+            num_beams=args["num_beams"], max_new_tokens=args["max_length"], min_new_tokens=args["min_length"],
+            repetition_penalty=args["repetition_penalty"], length_penalty=args["length_penalty"],
+            num_return_sequences=args["num_captions"], do_sample=args["use_nucleus_sampling"],
+        )
+        if args["use_nucleus_sampling"]:
+            gen_kwargs.update(top_p=args["top_p"], temperature=args["temperature"])
+        with warnings.catch_warnings():
+            # LAVIS semantics: the repetition penalty applies to generated tokens only, which is what we want.
+            warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
+            return self.generate_ids_from(visual, prompts, gen_kwargs)
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """Token ids → strings, special tokens skipped and whitespace stripped."""
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def predict_answers(
+        self,
+        samples: dict,
+        num_beams: int = 5,
+        inference_method: str = "generate",
+        max_len: int = 10,
+        min_len: int = 1,
+        num_ans_candidates: int = 128,
+        answer_list: Sequence[str] | None = None,
+        prompt: str = "",
+        length_penalty: float | None = None,
+        **kwargs,
+    ) -> list[str]:
+        """Short answers by generation; `prompt` is a template with `{}` for the question (and OCR tokens/choices).
+
+        `inference_method="rank"` with an `answer_list` ranks the answers by likelihood instead of generating.
+        """
+        questions = samples["text_input"]
+        questions = [questions] if isinstance(questions, str) else list(questions)
+        if prompt:
+            ocr, choices = samples.get("ocr_tokens"), samples.get("choices")
+            texts = [
+                vqa_prompt(prompt, q, ocr[i] if ocr is not None else None, choices[i] if choices is not None else None)
+                for i, q in enumerate(questions)
+            ]
+        else:
+            texts = questions
+        if inference_method == "rank":
+            if not answer_list:
+                raise ValueError("inference_method='rank' needs an answer_list")
+            ranks = self.predict_class({"image": samples["image"], "prompt": texts}, list(answer_list))
+            answers = [answer_list[int(r[0])] for r in ranks]
+        else:
+            sub = {"image": samples["image"], "prompt": texts}
+            penalty = self.ANSWER_LENGTH_PENALTY if length_penalty is None else length_penalty
+            answers = self.generate(sub, num_beams=num_beams, max_length=max_len, min_length=min_len, length_penalty=penalty)
+        if self.cfg.apply_lemmatizer or samples.get("apply_lemmatizer"):
+            answers = lemmatize(answers)
+        return answers
+
+    @torch.no_grad()
+    def score_candidates(self, samples: dict, candidates: Sequence, n_segments: int = 1) -> CandidateScores:
+        """Log-likelihood of each candidate text given image + prompt: sums and per-token means, per sample.
+
+        `candidates` is one list shared by the batch or one list per sample; `n_segments` splits each sample's
+        candidates into that many LLM batches to bound memory (the scores do not depend on it).
+        """
+        image = samples["image"].to(self.device)
+        batch = image.shape[0]
+        prompts = class_prompts(samples, self.cfg.prompt, batch)
+        per_sample = [list(c) for c in candidates] if isinstance(candidates[0], (list, tuple)) else [list(candidates)] * batch
+        visual = self.query_features(image, prompts)
+        sums, counts = [], []
+        for b in range(batch):
+            seg = max(1, -(-len(per_sample[b]) // max(1, n_segments)))
+            parts = [self.candidate_log_likelihood(visual[b : b + 1], prompts[b], per_sample[b][i : i + seg])
+                     for i in range(0, len(per_sample[b]), seg)]
+            sums.append(torch.cat([p[0] for p in parts]))
+            counts.append(torch.cat([p[1] for p in parts]))
+        return CandidateScores(sum=sums, mean=[s / c.clamp(min=1) for s, c in zip(sums, counts)], num_tokens=counts)
+
+    @torch.no_grad()
+    def predict_class(self, samples: dict, candidates: Sequence, n_segments: int = 1, normalize: str = "sum"):
+        """Candidate indices ranked best first: `[B, C]` tensor, or a list when candidate counts differ.
+
+        Ranks by summed log-likelihood (what LAVIS's rankings amount to); `normalize="mean"` ranks per token.
+        """
+        scores = getattr(self.score_candidates(samples, candidates, n_segments), normalize)
+        ranks = [torch.argsort(s, descending=True, stable=True) for s in scores]
+        return torch.stack(ranks) if len({len(r) for r in ranks}) == 1 else ranks
+
+
+def lemmatize(answers: list[str]) -> list[str]:
+    """Replace nouns and verbs by their lemma with spaCy's `en_core_web_sm` (LAVIS's VQA post-processing)."""
+    try:
+        import spacy
+
+        nlp = spacy.load("en_core_web_sm")
+    except (ImportError, OSError) as error:
+        raise RuntimeError(
+            "apply_lemmatizer needs spaCy and its 'en_core_web_sm' model: "
+            "pip install spacy && python -m spacy download en_core_web_sm"
+        ) from error
+    return [" ".join(t.lemma_ if t.pos_ in ("NOUN", "VERB") else t.text for t in nlp(a)) for a in answers]

@@ -1,0 +1,101 @@
+"""InstructBLIP with a Flan-T5 LLM — registered as `blip2_t5_instruct` (LAVIS's `Blip2T5Instruct`).
+
+Encoder input `[Q | instruction]` (left truncation), decoder targets right-truncated with T5's `</s>`; Flan-T5's
+`dense_act_fn` is overridden to exact GELU as LAVIS (and the HF port) do; bf16 on CUDA because fp16 T5 overflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSeq2SeqLM
+
+from lavis_ib.common.io import looks_like_hub_id
+from lavis_ib.common.registry import registry
+from lavis_ib.models.blip2 import DTYPES, Blip2Base, Blip2Config
+from lavis_ib.models.decoder_only import IGNORE, gather_label_logprobs
+from lavis_ib.models.llm import build_language_model
+from lavis_ib.models.tokenizers import encode, load_t5_tokenizer
+
+
+@dataclass
+class T5InstructConfig(Blip2Config):
+    """`t5_model`: a Flan-T5 directory or hub id (LAVIS key)."""
+
+    t5_model: Optional[str] = None
+    llm_precision: str = "bf16"
+
+
+@registry.register_model("blip2_t5_instruct")
+class Blip2T5Instruct(Blip2Base):
+    """InstructBLIP (Flan-T5-XL/XXL): instruction-aware Q-Former feeding a frozen encoder-decoder."""
+
+    ConfigSchema = T5InstructConfig
+    LLM_KEY = "t5_model"
+    LLM_MODULE = "t5_model"
+    PROJ_MODULE = "t5_proj"
+    ANSWER_LENGTH_PENALTY = -1.0
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        "flant5xl": "models/blip2_t5_instruct/flant5xl.yaml",
+        "flant5xxl": "models/blip2_t5_instruct/flant5xxl.yaml",
+        "tiny": "models/blip2_t5_instruct/tiny.yaml",
+    }
+
+    def build_tokenizer(self):
+        return load_t5_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location))
+
+    def build_llm(self):
+        return build_language_model(
+            AutoModelForSeq2SeqLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init,
+            overrides={"dense_act_fn": "gelu"},
+        )
+
+    def encoder_inputs(self, visual: torch.Tensor, texts: Sequence[str]):
+        """`[Q | text]` encoder embeddings and mask; text right-padded, left-truncated at `max_txt_len`."""
+        batch = encode(self.tokenizer, list(texts), padding_side="right", truncation_side="left",
+                       max_length=self.cfg.max_txt_len)
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        tokens = self.llm.get_input_embeddings()(ids)
+        embeds = torch.cat([visual.to(tokens.dtype), tokens], dim=1)
+        return embeds, torch.cat([mask.new_ones(visual.shape[:2]), mask], dim=1)
+
+    def target_labels(self, texts: Sequence[str], max_length: int | None) -> torch.Tensor:
+        """Decoder labels (T5 appends `</s>`), pads → IGNORE, right truncation."""
+        batch = encode(self.tokenizer, list(texts), padding_side="right", truncation_side="right", max_length=max_length)
+        return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE).to(self.device)
+
+    def decoder_logprobs(self, embeds, mask, labels) -> torch.Tensor:
+        """Log-softmax of the decoder's logits for teacher-forced `labels` (decoder inputs = labels shifted right)."""
+        decoder_ids = self.llm._shift_right(labels)
+        with self.autocast(DTYPES[self.cfg.llm_precision]):
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_ids,
+                              decoder_attention_mask=(labels != IGNORE).long()).logits
+        return logits.float().log_softmax(-1)
+
+    def forward(self, samples: dict) -> dict:
+        """Mean cross-entropy of the targets given `[Q | instruction]`."""
+        visual = self.query_features(samples["image"].to(self.device), samples["text_input"])
+        embeds, mask = self.encoder_inputs(visual, samples["text_input"])
+        labels = self.target_labels(samples["text_output"], self.cfg.max_output_txt_len)
+        logprobs = self.decoder_logprobs(embeds, mask, labels)
+        return {"loss": F.nll_loss(logprobs.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)}
+
+    def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
+        embeds, mask = self.encoder_inputs(visual, prompts)
+        with self.autocast(DTYPES[self.cfg.llm_precision]):
+            return self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """Decoded without stripping, as LAVIS's T5 model returns its text."""
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
+        """Sum of decoder log-probs of each candidate (with `</s>`, as LAVIS's T5 ranking) and its token count."""
+        embeds, mask = self.encoder_inputs(visual, [prompt])
+        labels = self.target_labels(candidates, None)
+        count = len(candidates)
+        logprobs = self.decoder_logprobs(embeds.expand(count, -1, -1), mask.expand(count, -1), labels)
+        return gather_label_logprobs(logprobs, labels)

@@ -1,0 +1,134 @@
+"""The decoder-only LLM side (Vicuna/LLaMA, OPT): training layout, generation and candidate scoring.
+
+Layouts (`Q` = visual tokens from the Q-Former):
+- training: `[Q | instruction (BOS first) | target + EOS | pads]`, loss on target + EOS only (LAVIS §2.4);
+- generation: `[pads | Q | prompt]` with left padding, so every sample's tokens keep their relative positions and a
+  batched answer equals the single-sample one;
+- scoring: `[Q | prompt | candidate | pads]`, log-probabilities summed over the candidate's tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+from transformers import AutoModelForCausalLM
+
+from lavis_ib.models.blip2 import DTYPES, Blip2Base
+from lavis_ib.models.llm import build_language_model, grow_vocab
+from lavis_ib.models.tokenizers import encode
+
+IGNORE = -100
+
+
+class DecoderOnlyBlip2(Blip2Base):
+    """Shared logic of the causal-LM architectures; subclasses pick tokenizer conventions and EOS."""
+
+    TARGET_SUFFIX = "</s>"  # appended to every training target
+
+    def build_llm(self):
+        llm = build_language_model(
+            AutoModelForCausalLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init
+        )
+        grow_vocab(llm, len(self.tokenizer))
+        return llm
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids)
+
+    def run_llm(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of the frozen LLM for the given input embeddings."""
+        with self.autocast(DTYPES[self.cfg.llm_precision]):
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits
+        return logits.float()
+
+    def with_visual_prefix(self, visual, ids, mask):
+        """`[Q | tokens]` embeddings and mask."""
+        embeds = torch.cat([visual.to(self.llm.dtype), self.embed_tokens(ids)], dim=1)
+        return embeds, torch.cat([mask.new_ones(visual.shape[:2]), mask], dim=1)
+
+    # ----- training --------------------------------------------------------------------------------------------
+    def training_tokens(self, samples: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids, labels and mask of `[instruction | target + EOS]` rows, padding moved to the right end."""
+        inputs = encode(self.tokenizer, list(samples["text_input"]), padding_side="right", truncation_side="left",
+                        max_length=self.cfg.max_txt_len)
+        targets = encode(self.tokenizer, [t + self.TARGET_SUFFIX for t in samples["text_output"]],
+                         padding_side="right", truncation_side="right", max_length=self.cfg.max_output_txt_len)
+        rows, labels = [], []
+        for in_ids, in_mask, out_ids, out_mask in zip(inputs["input_ids"], inputs["attention_mask"],
+                                                      targets["input_ids"], targets["attention_mask"]):
+            prompt = in_ids[in_mask.bool()]
+            answer = out_ids[1:][out_mask[1:].bool()]  # the target's own BOS is dropped
+            rows.append(torch.cat([prompt, answer]))
+            labels.append(torch.cat([torch.full_like(prompt, IGNORE), answer]))
+        return self.pad_right(rows, labels)
+
+    def pad_right(self, rows: list[torch.Tensor], labels: list[torch.Tensor]):
+        """Right-pad token rows (with the pad id) and their labels (with IGNORE); returns ids, labels, mask."""
+        ids = pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id)
+        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0)
+        labels = pad_sequence(labels, batch_first=True, padding_value=IGNORE)
+        return ids.to(self.device), labels.to(self.device), mask.to(self.device)
+
+    def forward(self, samples: dict) -> dict:
+        """Mean next-token cross-entropy over the supervised (target + EOS) tokens of the batch."""
+        visual = self.query_features(samples["image"].to(self.device), samples["text_input"])
+        ids, labels, mask = self.training_tokens(samples)
+        embeds, full_mask = self.with_visual_prefix(visual, ids, mask)
+        labels = torch.cat([labels.new_full(visual.shape[:2], IGNORE), labels], dim=1)
+        logits = self.run_llm(embeds, full_mask)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
+        return {"loss": loss}
+
+    # ----- generation ------------------------------------------------------------------------------------------
+    def generation_inputs(self, visual: torch.Tensor, prompts: list[str]):
+        """`[pads | Q | prompt]` embeddings and mask for a left-padded batch of prompts."""
+        batch = encode(self.tokenizer, prompts, padding_side="left", truncation_side="left")
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        tokens = self.embed_tokens(ids)
+        visual = visual.to(tokens.dtype)
+        embeds, masks = [], []
+        for b, pads in enumerate((mask == 0).sum(dim=1).tolist()):
+            embeds.append(torch.cat([tokens[b, :pads], visual[b], tokens[b, pads:]]))
+            masks.append(torch.cat([mask[b, :pads], mask.new_ones(visual.shape[1]), mask[b, pads:]]))
+        return torch.stack(embeds), torch.stack(masks)
+
+    def clean_output_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids
+
+    def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
+        embeds, mask = self.generation_inputs(visual, prompts)
+        with self.autocast(DTYPES[self.cfg.llm_precision]):
+            out = self.llm.generate(
+                inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id, **gen_kwargs,
+            )
+        return self.clean_output_ids(out)
+
+    # ----- scoring ---------------------------------------------------------------------------------------------
+    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
+        """Sum of log p(candidate tokens | Q, prompt) and token counts; candidates are tokenised alone, BOS dropped."""
+        prompt_ids = encode(self.tokenizer, [prompt], padding_side="right", truncation_side="left")["input_ids"][0]
+        cand = encode(self.tokenizer, list(candidates), padding_side="right", truncation_side="right")
+        rows, labels = [], []
+        for ids, mask in zip(cand["input_ids"], cand["attention_mask"]):
+            answer = ids[1:][mask[1:].bool()]
+            rows.append(torch.cat([prompt_ids, answer]))
+            labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), answer]))
+        ids, labels, mask = self.pad_right(rows, labels)
+        embeds, full_mask = self.with_visual_prefix(visual.expand(len(rows), -1, -1), ids, mask)
+        logprobs = self.run_llm(embeds, full_mask)[:, visual.shape[1] - 1 : -1].log_softmax(-1)
+        return gather_label_logprobs(logprobs, labels)
+
+
+def gather_label_logprobs(logprobs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: sum of `logprobs[t, labels[t]]` over supervised positions, and how many there are."""
+    supervised = labels != IGNORE
+    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * supervised).sum(dim=1), supervised.sum(dim=1)

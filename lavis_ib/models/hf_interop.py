@@ -1,0 +1,135 @@
+"""Hugging Face directories in and out: build a model from an HF InstructBLIP / BLIP-2 directory (its config.json
+decides the sizes) and export ours to one that transformers' own classes and processors load.
+
+The name mapping itself lives in `convert.py`; this module handles files, tokenizers and the `<image>` token that
+current transformers versions expect in the LLM vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+
+from lavis_ib.common.registry import registry
+from lavis_ib.models.checkpoint import load_state_dict_into
+from lavis_ib.models.convert import (
+    fill_tied_weights,
+    hf_config_from_model_cfg,
+    hf_to_lavis_state_dict,
+    lavis_to_hf_state_dict,
+    llm_tied_weights_keys,
+    model_cfg_from_hf_config,
+)
+
+if TYPE_CHECKING:
+    from lavis_ib.models.blip2 import Blip2Base
+
+IMAGE_TOKEN = "<image>"
+
+
+def is_hf_directory(path) -> bool:
+    """A directory with a transformers `config.json` (as opposed to a single checkpoint file)."""
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of an HF directory: `model.safetensors`, or the shards named by its index."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        shards = [p.name for p in sorted(directory.glob("*.safetensors"))]
+    if not shards:
+        raise FileNotFoundError(f"{directory}: no *.safetensors weights found (looked for model.safetensors and shards)")
+    state = {}
+    for shard in shards:
+        state.update(load_file(str(directory / shard)))
+    return state
+
+
+def load_hf_directory(model_cls, model_type: str, directory) -> "Blip2Base":
+    """Build `model_cls` from an HF directory's config.json and load all of its weights (strictly).
+
+    Non-architectural settings (prompt, text lengths, precision) come from `model_type`'s default YAML.
+    """
+    directory = Path(directory)
+    arch, hf_cfg = model_cfg_from_hf_config(json.loads((directory / "config.json").read_text()))
+    expected = next(name for name in registry.list_models() if registry.get_model_class(name) is model_cls)
+    if arch != expected:
+        raise ValueError(f"{directory} holds a {arch} model, not {expected}; load it with name={arch!r}")
+    cfg = OmegaConf.to_container(model_cls.default_config(model_type).model, resolve=True)
+    cfg.update(hf_cfg, random_init=True, llm_tokenizer=str(directory), vit_weights=None, pretrained=None,
+               finetuned=None, model_type=model_type)
+    if cfg.get("qformer_text_input"):
+        cfg["qformer_tokenizer"] = str(directory / "qformer_tokenizer")
+    model = model_cls(model_cls.parse_config(cfg, source=str(directory / "config.json")))
+    state = hf_to_lavis_state_dict(read_hf_weights(directory), arch)
+    state = fill_tied_weights(state, llm_tied_weights_keys(arch, cfg["llm_config"]))
+    report = load_state_dict_into(model, state)
+    if report.missing or report.unexpected:
+        raise KeyError(f"{directory}: " + report.describe({}))
+    return model
+
+
+def preprocess_for_image_size(preprocess, image_size: int):
+    """A copy of a `preprocess` section with every image processor resized to the model's input size."""
+    preprocess = OmegaConf.create(OmegaConf.to_container(preprocess, resolve=True) if preprocess is not None else {})
+    for split in (preprocess.get("vis_processor") or {}).values():
+        split.image_size = image_size
+    return preprocess
+
+
+def export_hf(model: "Blip2Base", directory) -> Path:
+    """Write `model` as an HF directory loadable by `InstructBlipForConditionalGeneration` / `Blip2ForConditional
+    Generation` and `InstructBlipProcessor` / `Blip2Processor`; logits over the original vocabulary are unchanged.
+
+    transformers places the visual tokens through an `<image>` placeholder token, so one row is appended to the LLM
+    vocabulary (embedding = mean row; the placeholder is suppressed in the exported generation config).
+    """
+    from transformers import BlipImageProcessor, Blip2Processor, GenerationConfig, InstructBlipProcessor
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arch, cfg = model.cfg.arch, OmegaConf.to_container(OmegaConf.structured(model.cfg), resolve=True)
+    tokenizer = model.tokenizer
+    image_processor = BlipImageProcessor(
+        size={"height": model.cfg.image_size, "width": model.cfg.image_size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    if model.cfg.qformer_text_input:
+        processor = InstructBlipProcessor(image_processor, tokenizer, model.qformer_tokenizer,
+                                          num_query_tokens=model.cfg.num_query_token)
+    else:
+        processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=model.cfg.num_query_token)
+    image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    cfg["llm_config"] = model.llm.config.to_dict()
+    hf_config = hf_config_from_model_cfg(arch, cfg, image_token_index=image_token_index)
+    state = lavis_to_hf_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, arch)
+    vocab = max(len(tokenizer), hf_config.text_config.vocab_size)
+    state = {k: _grow_rows(v, vocab) if _is_vocab_matrix(k, v, model) else v for k, v in state.items()}
+    hf_config.text_config.vocab_size = vocab
+    hf_config.save_pretrained(directory)
+    save_file({k: v.contiguous().clone() for k, v in state.items()}, str(directory / "model.safetensors"),
+              metadata={"format": "pt"})
+    processor.save_pretrained(directory)
+    GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=model.eos_token_id if hasattr(model, "eos_token_id")
+        else tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, suppress_tokens=[image_token_index],
+    ).save_pretrained(directory)
+    return directory
+
+
+def _is_vocab_matrix(key: str, tensor: torch.Tensor, model) -> bool:
+    rows = model.llm.get_input_embeddings().weight.shape[0]
+    return key.startswith("language_model.") and tensor.dim() == 2 and tensor.shape[0] == rows
+
+
+def _grow_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    if tensor.shape[0] >= rows:
+        return tensor
+    return torch.cat([tensor, tensor.mean(dim=0, keepdim=True).expand(rows - tensor.shape[0], -1)])

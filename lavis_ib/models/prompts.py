@@ -1,0 +1,87 @@
+"""Prompt assembly shared by every architecture: batch prompts, OCR-token filling, VQA templates, class prefixes.
+
+These are pure string functions so that the rendered prompts can be tested on their own.
+"""
+
+from __future__ import annotations
+
+from string import ascii_lowercase
+from typing import Sequence
+
+MAX_OCR_TOKENS = 30
+
+
+def batch_prompts(prompt: str | Sequence[str], batch_size: int) -> list[str]:
+    """A string replicated to the batch, or a per-sample list checked to have the batch's length."""
+    if isinstance(prompt, str):
+        return [prompt] * batch_size
+    prompt = list(prompt)
+    if len(prompt) != batch_size:
+        raise ValueError(f"'prompt' has {len(prompt)} entries for a batch of {batch_size} images")
+    return prompt
+
+
+def join_ocr_tokens(tokens: Sequence[str]) -> str:
+    """The first 30 OCR tokens, comma-separated (LAVIS/TextCaps convention)."""
+    return ", ".join(tokens[:MAX_OCR_TOKENS])
+
+
+def fill_ocr(prompts: list[str], ocr_tokens: Sequence[Sequence[str]] | None) -> list[str]:
+    """Put each sample's OCR tokens into a prompt's `{}` placeholder (only when the prompt has one)."""
+    if ocr_tokens is None or not prompts or "{}" not in prompts[0]:
+        return prompts
+    return [p.format(join_ocr_tokens(tokens)) for p, tokens in zip(prompts, ocr_tokens)]
+
+
+def render_choices(choices: Sequence[str]) -> str:
+    """`(a) first (b) second ...` — the multiple-choice rendering of LAVIS's `predict_answers`."""
+    return " ".join(f"({ascii_lowercase[i]}) {c}" for i, c in enumerate(choices))
+
+
+def vqa_prompt(template: str, question: str, ocr_tokens: Sequence[str] | None, choices: Sequence[str] | None) -> str:
+    """Fill a VQA template: one `{}` takes the question; two take (OCR tokens, question) or (question, choices)."""
+    slots = template.count("{}")
+    if slots == 2:
+        if ocr_tokens is not None:
+            return template.format(join_ocr_tokens(ocr_tokens), question)
+        if choices is not None:
+            return template.format(question, render_choices(choices))
+        raise ValueError(
+            f"prompt {template!r} has two '{{}}' placeholders but the sample has neither 'ocr_tokens' nor 'choices'"
+        )
+    return template.format(question) if slots == 1 else template
+
+
+def with_class_prefixes(prompts: list[str], samples: dict) -> list[str]:
+    """Add ScienceQA context, VisDial history and caption prefixes, per sample and only when non-empty."""
+    out = []
+    for i, prompt in enumerate(prompts):
+        context = _field(samples, "context", i)
+        history = _field(samples, "history", i)
+        caption = _field(samples, "caption", i)
+        if context:
+            prompt = f"context: {context}. {prompt}"
+        if history:
+            prompt = f"dialog history: {history}\n{prompt}"
+        if caption:
+            prompt = f'This image has the caption "{caption}". {prompt}'
+        out.append(prompt)
+    return out
+
+
+def _field(samples: dict, key: str, index: int) -> str:
+    values = samples.get(key)
+    return values[index] if values is not None else ""
+
+
+def class_prompts(samples: dict, default_prompt: str, batch_size: int) -> list[str]:
+    """The prompts `predict_class` / `score_candidates` condition on (LAVIS `_predict_class` steps 1–2)."""
+    prompts = batch_prompts(samples.get("prompt", default_prompt or "{}"), batch_size)
+    text_input = samples.get("text_input")
+    if text_input is not None:
+        if isinstance(text_input, str):
+            text_input = [text_input] * batch_size
+        prompts = [
+            p.format(*t) if isinstance(t, (list, tuple)) else p.format(t) for p, t in zip(prompts, text_input)
+        ]
+    return with_class_prefixes(prompts, samples)
