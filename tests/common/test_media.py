@@ -185,3 +185,19 @@ def test_decode_video_missing_and_corrupt_files_name_the_path(tmp_path: Path) ->
     corrupt.write_bytes(b"\x00\x01garbage" * 100)
     with pytest.raises(MediaError, match="corrupt.mp4"):
         decode_video_frames(corrupt, 4)
+
+
+DEMO_IMAGE = Path(__file__).resolve().parents[2] / "lavis_ib" / "assets" / "images" / "demo.png"
+
+
+@pytest.mark.parametrize(
+    ("xy", "colour"),
+    [((48, 48), (210, 30, 35)), ((48, 160), (40, 160, 60)), ((128, 148), (40, 70, 200)), ((230, 62), (210, 30, 35))],
+    ids=["red-circle", "green-triangle", "blue-square", "stop-sign"],
+)
+def test_demo_image_shows_the_described_scene(xy: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    """The bundled demo image is small, 256x192, and has the objects its generator's docstring describes."""
+    assert DEMO_IMAGE.stat().st_size < 50_000
+    image = open_image(DEMO_IMAGE)
+    assert image.size == (256, 192)
+    assert _pixel(image, xy) == colour

@@ -1,4 +1,4 @@
-"""Tests for the tiny tokenizer assets, their generator and the LAVIS-convention loaders of `lavis_ib.models.tokenizers`."""
+"""Tests for the tiny tokenizer assets, their generator and the loaders in `lavis_ib.models.tokenizers`."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ TEXT = "Write a short description for the image."
 LONG_TEXT = " ".join(f"the {c} cube is next to the {c} star." for c in ("red", "blue", "green", "yellow", "pink"))
 
 
-def llama_base_vocab() -> int:
-    """Piece count of the tiny LLaMA sentencepiece model (32000 for real LLaMA/Vicuna)."""
-    return spm.SentencePieceProcessor(model_file=str(tiny_tokenizer_dir("llama") / "tokenizer.model")).get_piece_size()
+def llama_sentencepiece() -> spm.SentencePieceProcessor:
+    """The tiny LLaMA sentencepiece model itself (its piece count plays the role of real Vicuna's 32000)."""
+    return spm.SentencePieceProcessor(model_file=str(tiny_tokenizer_dir("llama") / "tokenizer.model"))
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,10 @@ def test_tiny_dirs_exist_and_are_small():
 
 
 def test_vicuna_conventions(vicuna):
-    base = llama_base_vocab()
+    sentencepiece = llama_sentencepiece()
+    base = sentencepiece.get_piece_size()
     ids = vicuna(TEXT).input_ids
     assert ids[0] == 2 and ids.count(2) == 1
-    sentencepiece = spm.SentencePieceProcessor(model_file=str(tiny_tokenizer_dir("llama") / "tokenizer.model"))
     assert ids[1:] == sentencepiece.encode(TEXT)
     assert vicuna.bos_token_id == vicuna.eos_token_id == vicuna.unk_token_id == 2
     assert vicuna.pad_token == "[PAD]" and vicuna.pad_token_id == base and len(vicuna) == base + 1
