@@ -67,6 +67,7 @@ class Blip2Config:
     load_finetuned: bool = False
     finetuned: Optional[str] = None
     hf_image_token_index: Optional[int] = None
+    hf_video_token_index: Optional[int] = None  # InstructBlipVideo's placeholder id (kept by convert.py)
 
 
 @dataclass

@@ -67,11 +67,13 @@ class Blip2T5Instruct(Blip2Base):
         batch = encode(self.tokenizer, list(texts), padding_side="right", truncation_side="right", max_length=max_length)
         return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE).to(self.device)
 
-    def decoder_logprobs(self, embeds, mask, labels) -> torch.Tensor:
-        """Log-softmax of the decoder's logits for teacher-forced `labels` (decoder inputs = labels shifted right)."""
+    def decoder_logprobs(self, embeds, mask, labels, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-softmax of the decoder's logits for teacher-forced `labels` (decoder inputs = labels shifted right);
+        a precomputed `encoder_hidden` state skips the encoder."""
         decoder_ids = self.llm._shift_right(labels)
+        inputs = {"encoder_outputs": (encoder_hidden,)} if encoder_hidden is not None else {"inputs_embeds": embeds}
         with self.autocast(DTYPES[self.cfg.llm_precision]):
-            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_ids,
+            logits = self.llm(**inputs, attention_mask=mask, decoder_input_ids=decoder_ids,
                               decoder_attention_mask=(labels != IGNORE).long()).logits
         return logits.float().log_softmax(-1)
 
@@ -93,9 +95,12 @@ class Blip2T5Instruct(Blip2Base):
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
     def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
-        """Sum of decoder log-probs of each candidate (with `</s>`, as LAVIS's T5 ranking) and its token count."""
+        """Sum of decoder log-probs of each candidate (with `</s>`, as LAVIS's T5 ranking) and its token count;
+        the encoder runs once per sample and its states are shared by all candidates."""
         embeds, mask = self.encoder_inputs(visual, [prompt])
+        with self.autocast(DTYPES[self.cfg.llm_precision]):
+            hidden = self.llm.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         labels = self.target_labels(candidates, None)
         count = len(candidates)
-        logprobs = self.decoder_logprobs(embeds.expand(count, -1, -1), mask.expand(count, -1), labels)
+        logprobs = self.decoder_logprobs(None, mask.expand(count, -1), labels, hidden.expand(count, -1, -1))
         return gather_label_logprobs(logprobs, labels)
