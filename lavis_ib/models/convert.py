@@ -397,3 +397,9 @@ def hf_config_from_model_cfg(
         num_query_tokens=cfg["num_query_token"],
         image_token_index=image_token_index if image_token_index is not None else cfg.get("hf_image_token_index"),
     )
+
+
+if __name__ == "__main__":
+    from lavis_ib.models.convert_cli import main
+
+    main()
