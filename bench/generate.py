@@ -1,8 +1,8 @@
 """Benchmark: our `generate_token_ids` vs transformers' `InstructBlipForConditionalGeneration.generate`.
 
 Same random weights, same pixel values and prompts, one process. A random HF InstructBLIP (Vicuna/LLaMA) is built
-in memory; ours is built from its config and state dict in memory (`convert.model_cfg_from_hf_config` +
-`convert.hf_to_lavis_state_dict`, i.e. what `hf_interop.load_hf_directory` does, minus the disk round trip).
+in memory; ours is built from its config and state dict in memory with `hf_interop.model_from_hf` (what
+`hf_interop.load_hf_directory` does, minus the disk round trip).
 
     .venv/bin/python bench/generate.py                       # --size cpu --device cpu
     .venv/bin/python bench/generate.py --size 7b --device cuda
@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from transformers import (
     BlipImageProcessor,
     InstructBlipConfig,
@@ -29,13 +28,7 @@ from transformers import (
 )
 
 from lavis_ib.common.registry import registry
-from lavis_ib.models.checkpoint import load_state_dict_into
-from lavis_ib.models.convert import (
-    fill_tied_weights,
-    hf_to_lavis_state_dict,
-    llm_tied_weights_keys,
-    model_cfg_from_hf_config,
-)
+from lavis_ib.models.hf_interop import model_from_hf
 from lavis_ib.models.tokenizers import load_qformer_tokenizer, load_vicuna_tokenizer, tiny_tokenizer_dir
 
 ARCH = "blip2_vicuna_instruct"
@@ -74,13 +67,12 @@ def build_hf(size: str, device: str, dtype: torch.dtype, seed: int = 0):
     dims = SIZES[size]
     tokenizer = load_vicuna_tokenizer(tiny_tokenizer_dir("llama"))
     qformer_tok = load_qformer_tokenizer(tiny_tokenizer_dir("bert"))
-    if "<image>" not in tokenizer.get_vocab():  # the committed tokenizer already has it; be safe anyway
-        tokenizer.add_tokens(["<image>"], special_tokens=True)
     tokenizer.padding_side = "left"
     image_size = dims["vision"]["image_size"]
     image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size},
                                          image_mean=[0.48145466, 0.4578275, 0.40821073],
                                          image_std=[0.26862954, 0.26130258, 0.27577711])
+    # the processor adds the `<image>` placeholder token to the LLM tokenizer
     processor = InstructBlipProcessor(image_processor, tokenizer, qformer_tok, num_query_tokens=NUM_QUERIES)
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     llama = dict(model_type="llama", max_position_embeddings=2048, tie_word_embeddings=False,
@@ -125,22 +117,12 @@ def randomize(model: torch.nn.Module, full: bool, seed: int) -> None:
 
 
 def build_ours(hf_model, processor, device: str):
-    """Our model from the HF model's config and state dict, in memory (as `hf_interop.load_hf_directory` does)."""
-    model_cls = registry.get_model_class(ARCH)
-    arch, hf_cfg = model_cfg_from_hf_config(hf_model.config)
+    """Our model from the HF model's config and state dict, in memory (`hf_interop.model_from_hf`, the path
+    `load_model(..., checkpoint=<HF dir>)` takes, minus the disk round trip of the weights)."""
     tokdir = tempfile.mkdtemp(prefix="bench_tok_")
     processor.save_pretrained(tokdir)  # LLM tokenizer at the top, Q-Former tokenizer in qformer_tokenizer/
-    cfg = OmegaConf.to_container(model_cls.default_config("tiny").model, resolve=True)
-    cfg.update(hf_cfg, random_init=True, llm_tokenizer=tokdir, vit_weights=None, pretrained=None, finetuned=None,
-               model_type="tiny", qformer_tokenizer=f"{tokdir}/qformer_tokenizer")
-    with torch.device(device):
-        model = model_cls(model_cls.parse_config(cfg, source="bench/generate.py"))
-    state = hf_to_lavis_state_dict(dict(hf_model.state_dict()), arch)
-    state = fill_tied_weights(state, llm_tied_weights_keys(arch, cfg["llm_config"]))
-    report = load_state_dict_into(model, state)
-    if report.missing or report.unexpected:
-        raise KeyError(report.describe({}))
-    del state
+    model = model_from_hf(registry.get_model_class(ARCH), "tiny", hf_model.config, dict(hf_model.state_dict()),
+                          tokenizer_dir=tokdir, source="bench/generate.py", device=device)
     model = model.to(device)
     model.apply_precision()  # fp32 on CPU; ViT Linear/Conv + LLM in fp16 on CUDA (our configured precisions)
     return model.eval()

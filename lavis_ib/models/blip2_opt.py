@@ -8,6 +8,7 @@ instruction layout of the unified records when `text_output` is present.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import torch
@@ -49,9 +50,9 @@ class Blip2OPT(DecoderOnlyBlip2):
     def build_tokenizer(self):
         return load_opt_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location))
 
-    @property
+    @cached_property
     def eos_token_id(self) -> int:
-        """The id of a newline: BLIP-2 OPT captions end at the first line break."""
+        """The id of a newline (computed once): BLIP-2 OPT captions end at the first line break."""
         return encode(self.tokenizer, ["\n"], padding_side="right", truncation_side="right",
                       add_special_tokens=False)["input_ids"][0, 0].item()
 

@@ -7,6 +7,7 @@ current transformers versions expect in the LLM vocabulary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,21 +59,35 @@ def load_hf_directory(model_cls, model_type: str, directory) -> "Blip2Base":
     Non-architectural settings (prompt, text lengths, precision) come from `model_type`'s default YAML.
     """
     directory = Path(directory)
-    arch, hf_cfg = model_cfg_from_hf_config(json.loads((directory / "config.json").read_text()))
+    config_path = directory / "config.json"
+    return model_from_hf(model_cls, model_type, json.loads(config_path.read_text()), read_hf_weights(directory),
+                         tokenizer_dir=directory, source=str(config_path))
+
+
+def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, torch.Tensor], tokenizer_dir,
+                  source: str, device: str | None = None) -> "Blip2Base":
+    """Build `model_cls` sized by an HF config (object or config.json dict) and load an HF state dict into it.
+
+    `tokenizer_dir` holds the LLM tokenizer (and `qformer_tokenizer/` for InstructBLIP), as an HF directory does;
+    `device` builds the modules there directly (no CPU copy of a large model).
+    """
+    tokenizer_dir = Path(tokenizer_dir)
+    arch, hf_cfg = model_cfg_from_hf_config(hf_config)
     expected = next(name for name in registry.list_models() if registry.get_model_class(name) is model_cls)
     if arch != expected:
-        raise ValueError(f"{directory} holds a {arch} model, not {expected}; load it with name={arch!r}")
+        raise ValueError(f"{source} holds a {arch} model, not {expected}; load it with name={arch!r}")
     cfg = OmegaConf.to_container(model_cls.default_config(model_type).model, resolve=True)
-    cfg.update(hf_cfg, random_init=True, llm_tokenizer=str(directory), vit_weights=None, pretrained=None,
+    cfg.update(hf_cfg, random_init=True, llm_tokenizer=str(tokenizer_dir), vit_weights=None, pretrained=None,
                finetuned=None, model_type=model_type)
     if cfg.get("qformer_text_input"):
-        cfg["qformer_tokenizer"] = str(directory / "qformer_tokenizer")
-    model = model_cls(model_cls.parse_config(cfg, source=str(directory / "config.json")))
-    state = hf_to_lavis_state_dict(read_hf_weights(directory), arch)
+        cfg["qformer_tokenizer"] = str(tokenizer_dir / "qformer_tokenizer")
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = model_cls(model_cls.parse_config(cfg, source=source))
+    state = hf_to_lavis_state_dict(hf_state, arch)
     state = fill_tied_weights(state, llm_tied_weights_keys(arch, cfg["llm_config"]))
     report = load_state_dict_into(model, state)
     if report.missing or report.unexpected:
-        raise KeyError(f"{directory}: " + report.describe({}))
+        raise KeyError(f"{source}: " + report.describe({}))
     return model
 
 

@@ -53,6 +53,27 @@ def cfg_override(model, **values):
             setattr(model.cfg, k, v)
 
 
+def assert_right_padded(ids, labels, mask, rows, row_labels, pad_id):
+    """Each batch row is its expected tokens/labels followed by padding (pad id, IGNORE, mask 0) at the right end."""
+    width = max(len(r) for r in rows)
+    assert ids.shape == labels.shape == mask.shape == (len(rows), width)
+    for b, (row, lab) in enumerate(zip(rows, row_labels)):
+        pad = width - len(row)
+        assert ids[b].tolist() == row + [pad_id] * pad
+        assert labels[b].tolist() == lab + [IGNORE] * pad
+        assert mask[b].tolist() == [1] * len(row) + [0] * pad
+
+
+def instruction_layout(tok, answer_of):
+    """Expected `[instruction | answer]` rows and labels; `answer_of(output)` gives an answer's supervised ids."""
+    rows, row_labels = [], []
+    for instruction, output in zip(INSTRUCTIONS, OUTPUTS):
+        prompt, answer = tok(instruction).input_ids, answer_of(output)
+        rows.append(prompt + answer)
+        row_labels.append([IGNORE] * len(prompt) + answer)
+    return rows, row_labels
+
+
 # ----- Vicuna -------------------------------------------------------------------------------------------------
 def test_vicuna_tokenizer_conventions(vicuna):
     tok = vicuna.tokenizer
@@ -64,23 +85,13 @@ def test_vicuna_tokenizer_conventions(vicuna):
 def test_vicuna_worked_example_layout(vicuna):
     tok = vicuna.tokenizer
     ids, labels, mask = vicuna.training_tokens({"text_input": INSTRUCTIONS, "text_output": OUTPUTS})
-    expected_rows, expected_labels = [], []
-    for instruction, output in zip(INSTRUCTIONS, OUTPUTS):
-        prompt = tok(instruction).input_ids
-        target = tok(output).input_ids
-        assert prompt[0] == 2 and target[0] == 2
-        answer = target[1:] + [2]  # target without its BOS, then EOS
-        expected_rows.append(prompt + answer)
-        expected_labels.append([IGNORE] * len(prompt) + answer)
-    width = max(len(r) for r in expected_rows)
-    assert ids.shape == labels.shape == mask.shape == (2, width)
+    assert all(tok(text).input_ids[0] == 2 for text in INSTRUCTIONS + OUTPUTS)
+    # target without its BOS, then EOS
+    expected_rows, expected_labels = instruction_layout(tok, lambda output: tok(output).input_ids[1:] + [2])
     assert len(expected_rows[0]) != len(expected_rows[1])
+    assert_right_padded(ids, labels, mask, expected_rows, expected_labels, tok.pad_token_id)
     for b in range(2):
         n = len(expected_rows[b])
-        pad = width - n
-        assert ids[b].tolist() == expected_rows[b] + [tok.pad_token_id] * pad
-        assert labels[b].tolist() == expected_labels[b] + [IGNORE] * pad
-        assert mask[b].tolist() == [1] * n + [0] * pad  # all padding at the right end
         assert ids[b, n - 1].item() == 2 and labels[b, n - 1].item() == 2  # EOS supervised
 
 
@@ -204,31 +215,18 @@ def test_opt_captioning_layout(opt):
     prompt_len = len(tok(prefix).input_ids)
     rows = [tok(c + "\n").input_ids for c in captions]
     newline = tok("\n", add_special_tokens=False).input_ids[-1]
-    width = max(len(r) for r in rows)
-    for b, row in enumerate(rows):
+    for row in rows:
         assert row[0] == tok.bos_token_id and row[-1] == newline == opt.eos_token_id
-        pad = width - len(row)
-        assert ids[b].tolist() == row + [tok.pad_token_id] * pad
-        assert labels[b].tolist() == [IGNORE] * prompt_len + row[prompt_len:] + [IGNORE] * pad
-        assert mask[b].tolist() == [1] * len(row) + [0] * pad
+    row_labels = [[IGNORE] * prompt_len + row[prompt_len:] for row in rows]
+    assert_right_padded(ids, labels, mask, rows, row_labels, tok.pad_token_id)
 
 
 def test_opt_instruction_layout(opt):
     tok = opt.tokenizer
     ids, labels, mask = opt.training_tokens({"text_input": INSTRUCTIONS, "text_output": OUTPUTS})
-    rows, labs = [], []
-    for instruction, output in zip(INSTRUCTIONS, OUTPUTS):
-        prompt = tok(instruction).input_ids
-        answer = tok(output + "\n").input_ids[1:]
-        assert answer[-1] == opt.eos_token_id
-        rows.append(prompt + answer)
-        labs.append([IGNORE] * len(prompt) + answer)
-    width = max(len(r) for r in rows)
-    for b in range(2):
-        pad = width - len(rows[b])
-        assert ids[b].tolist() == rows[b] + [tok.pad_token_id] * pad
-        assert labels[b].tolist() == labs[b] + [IGNORE] * pad
-        assert mask[b].tolist() == [1] * len(rows[b]) + [0] * pad
+    rows, labs = instruction_layout(tok, lambda output: tok(output + "\n").input_ids[1:])
+    assert all(row[-1] == opt.eos_token_id for row in rows)
+    assert_right_padded(ids, labels, mask, rows, labs, tok.pad_token_id)
 
 
 def test_opt_loss_equals_manual_cross_entropy(opt):
