@@ -15,7 +15,7 @@ from string import Formatter
 from typing import Sequence
 
 from lavis_ib.common.registry import closest_match
-from lavis_ib.models.prompts import join_ocr_tokens, render_choices
+from lavis_ib.common.text_format import join_ocr_tokens, render_choices
 
 IMAGE_MARKER = "<Image>"
 OCR_PREFIX = "OCR tokens: {OCR}. "

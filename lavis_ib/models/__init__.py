@@ -46,17 +46,19 @@ def _prepare(model: BaseModel, is_eval: bool, device: str) -> BaseModel:
     return model.eval() if is_eval else model
 
 
-def load_model(name: str, model_type: str, is_eval: bool = False, device: str = "cpu", checkpoint: str | None = None):
+def load_model(name: str, model_type: str, is_eval: bool = False, device: str = "cpu", checkpoint: str | None = None,
+               precision: str | None = None):
     """Build `name`/`model_type` and load its configured weights, or those of `checkpoint` (file or HF directory).
 
     An HF-format directory carries its own architecture in `config.json`: the model is built from it, whatever its
-    sizes. fp32 on CPU; on CUDA the ViT and LLM take the configured precisions.
+    sizes. `precision` None keeps LAVIS's defaults (fp32 on CPU; on CUDA the ViT and LLM take `vit_precision` /
+    `llm_precision`); `fp32` / `fp16` / `bf16` stores both frozen parts in that dtype (see `models.precision`).
     """
     model_cls = registry.get_model_class(name)
     if checkpoint is not None and is_hf_directory(checkpoint):
-        model = load_hf_directory(model_cls, model_type, checkpoint)
+        model = load_hf_directory(model_cls, model_type, checkpoint, device=device, precision=precision)
     else:
-        model = model_cls.from_pretrained(model_type)
+        model = model_cls.from_pretrained(model_type, device=device, precision=precision)
         if checkpoint is not None:
             model.load_checkpoint(Path(checkpoint))
     return _prepare(model, is_eval, device)
@@ -68,9 +70,9 @@ def load_preprocess(cfg: DictConfig | dict | None):
 
 
 def load_model_and_preprocess(name: str, model_type: str, is_eval: bool = False, device: str = "cpu",
-                              checkpoint: str | None = None):
+                              checkpoint: str | None = None, precision: str | None = None):
     """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point."""
-    model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint)
+    model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint, precision=precision)
     preprocess = registry.get_model_class(name).default_config(model_type).get("preprocess")
     if checkpoint is not None and is_hf_directory(checkpoint):
         preprocess = preprocess_for_image_size(preprocess, model.cfg.image_size)

@@ -55,16 +55,21 @@ class BaseModel(nn.Module):
         return from_dict(cls.ConfigSchema, cfg, source, "model")
 
     @classmethod
-    def from_config(cls, cfg: Mapping | DictConfig, source: str = "model config") -> "BaseModel":
-        """Build the model and load the weights its config points to."""
-        model = cls(cls.parse_config(cfg, source))
+    def from_config(cls, cfg: Mapping | DictConfig, source: str = "model config", device: str = "cpu",
+                    precision: str | None = None) -> "BaseModel":
+        """Build the model for `device` under a precision policy and load the weights its config points to."""
+        from lavis_ib.models.precision import PrecisionPolicy
+
+        parsed = cls.parse_config(cfg, source)
+        model = cls(parsed, PrecisionPolicy.resolve(parsed, device, precision))
         model.load_configured_weights()
         return model
 
     @classmethod
-    def from_pretrained(cls, model_type: str) -> "BaseModel":
+    def from_pretrained(cls, model_type: str, device: str = "cpu", precision: str | None = None) -> "BaseModel":
         """The model described by the default YAML of `model_type`."""
-        return cls.from_config(cls.default_config(model_type).model, str(cls.default_config_path(model_type)))
+        return cls.from_config(cls.default_config(model_type).model, str(cls.default_config_path(model_type)),
+                               device=device, precision=precision)
 
     def load_configured_weights(self) -> None:
         """Load the weight files named in the config; architectures override this."""

@@ -7,7 +7,6 @@ built, the training loss layout, text generation from visual tokens, and per-can
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -20,14 +19,13 @@ from torch import nn
 from lavis_ib.common.io import looks_like_hub_id, resolve_file
 from lavis_ib.models.base import BaseModel
 from lavis_ib.models.checkpoint import LoadReport, load_state_dict_into, read_state_dict
+from lavis_ib.models.precision import PrecisionPolicy, compute_in, full_precision
 from lavis_ib.models.prompts import batch_prompts, class_prompts, fill_ocr, vqa_prompt
 from lavis_ib.models.qformer import QFormer, QFormerConfig
 from lavis_ib.models.tokenizers import encode, load_qformer_tokenizer
 from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_dict, build_eva_vit
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -95,9 +93,10 @@ class Blip2Base(BaseModel):
     )
     ANSWER_LENGTH_PENALTY = 0.0
 
-    def __init__(self, cfg: Blip2Config):
+    def __init__(self, cfg: Blip2Config, precision: PrecisionPolicy | None = None):
         super().__init__()
         self.cfg = cfg
+        self.precision = precision or PrecisionPolicy()
         self.visual_encoder = build_eva_vit(cfg.vision, cfg.image_size, cfg.drop_path_rate, cfg.use_grad_checkpoint)
         self.ln_vision = LayerNormFp32(cfg.vision.width, eps=cfg.ln_vision_eps)
         self.Qformer = QFormer(cfg.qformer, cfg.vision.width, has_text=cfg.qformer_text_input)
@@ -165,28 +164,35 @@ class Blip2Base(BaseModel):
         self.llm.train(False)
         return self
 
-    def autocast(self, dtype: torch.dtype):
-        """CUDA autocast to `dtype`; a no-op on CPU, where everything runs in fp32 (as LAVIS does)."""
-        if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=dtype)
+    @property
+    def llm_dtype(self) -> torch.dtype:
+        """The dtype the frozen LLM is built and loaded in (never an fp32 copy cast afterwards)."""
+        return self.precision.llm
 
     def apply_precision(self) -> "Blip2Base":
-        """On CUDA cast the ViT's Linear/Conv weights to `vit_precision` and the LLM to `llm_precision`."""
-        if self.device.type != "cuda":
-            return self.float()
-        vit_dtype = DTYPES[self.cfg.vit_precision]
+        """Cast the ViT's Linear/Conv weights to the policy's ViT dtype (LAVIS `convert_weights_to_fp16`).
+
+        The LLM is already in its dtype (built so); `ln_vision`, the Q-Former and the projection stay fp32.
+        """
         for module in self.visual_encoder.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                module.to(vit_dtype)
-        self.llm.to(DTYPES[self.cfg.llm_precision])
+                module.to(self.precision.vit)
         return self
+
+    def vit_compute(self):
+        """Autocast for the ViT in its weights' dtype, unless the caller owns an autocast."""
+        return compute_in(self.precision.vit, self.device)
+
+    def llm_compute(self):
+        """Autocast for the LLM in its weights' dtype, unless the caller owns an autocast."""
+        return compute_in(self.precision.llm, self.device)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """`[N, 3, H, W]` → `ln_vision(ViT(image))` `[N, 1 + patches, width]`."""
-        with self.autocast(DTYPES[self.cfg.vit_precision]):
+        with self.vit_compute():
             features = self.visual_encoder.forward_features(image)
-        return self.ln_vision(features)
+        with full_precision(self.device):
+            return self.ln_vision(features)
 
     def qformer_inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT ids/mask of the instructions: right padding, left truncation at `max_txt_len` (keeps the end)."""
@@ -207,11 +213,12 @@ class Blip2Base(BaseModel):
             image = image.permute(0, 2, 1, 3, 4).flatten(0, 1)  # (B*T, 3, H, W), frame-major within a sample
         image_embeds = self.encode_image(image).float()
         queries = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        if self.cfg.qformer_text_input and instructions is not None:
-            ids, mask = self.qformer_inputs([text for text in instructions for _ in range(frames)])
-            hidden = self.Qformer(queries, image_embeds, ids, mask)
-        else:
-            hidden = self.Qformer(queries, image_embeds)
+        with full_precision(self.device):
+            if self.cfg.qformer_text_input and instructions is not None:
+                ids, mask = self.qformer_inputs([text for text in instructions for _ in range(frames)])
+                hidden = self.Qformer(queries, image_embeds, ids, mask)
+            else:
+                hidden = self.Qformer(queries, image_embeds)
         visual = self.proj(hidden[:, : queries.shape[1]])
         return visual.reshape(-1, frames * queries.shape[1], visual.shape[-1])
 

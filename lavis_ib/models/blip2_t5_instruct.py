@@ -15,7 +15,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
-from lavis_ib.models.blip2 import DTYPES, Blip2Base, Blip2Config
+from lavis_ib.models.blip2 import Blip2Base, Blip2Config
 from lavis_ib.models.decoder_only import IGNORE, gather_label_logprobs
 from lavis_ib.models.llm import build_language_model
 from lavis_ib.models.tokenizers import encode, load_t5_tokenizer
@@ -50,7 +50,7 @@ class Blip2T5Instruct(Blip2Base):
     def build_llm(self):
         return build_language_model(
             AutoModelForSeq2SeqLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init,
-            overrides={"dense_act_fn": "gelu"},
+            overrides={"dense_act_fn": "gelu"}, dtype=self.llm_dtype,
         )
 
     def encoder_inputs(self, visual: torch.Tensor, texts: Sequence[str]):
@@ -72,7 +72,7 @@ class Blip2T5Instruct(Blip2Base):
         a precomputed `encoder_hidden` state skips the encoder."""
         decoder_ids = self.llm._shift_right(labels)
         inputs = {"encoder_outputs": (encoder_hidden,)} if encoder_hidden is not None else {"inputs_embeds": embeds}
-        with self.autocast(DTYPES[self.cfg.llm_precision]):
+        with self.llm_compute():
             logits = self.llm(**inputs, attention_mask=mask, decoder_input_ids=decoder_ids,
                               decoder_attention_mask=(labels != IGNORE).long()).logits
         return logits.float().log_softmax(-1)
@@ -87,7 +87,7 @@ class Blip2T5Instruct(Blip2Base):
 
     def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
         embeds, mask = self.encoder_inputs(visual, prompts)
-        with self.autocast(DTYPES[self.cfg.llm_precision]):
+        with self.llm_compute():
             return self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
@@ -98,7 +98,7 @@ class Blip2T5Instruct(Blip2Base):
         """Sum of decoder log-probs of each candidate (with `</s>`, as LAVIS's T5 ranking) and its token count;
         the encoder runs once per sample and its states are shared by all candidates."""
         embeds, mask = self.encoder_inputs(visual, [prompt])
-        with self.autocast(DTYPES[self.cfg.llm_precision]):
+        with self.llm_compute():
             hidden = self.llm.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         labels = self.target_labels(candidates, None)
         count = len(candidates)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForCausalLM
 
-from lavis_ib.models.blip2 import DTYPES, Blip2Base
+from lavis_ib.models.blip2 import Blip2Base
 from lavis_ib.models.llm import build_language_model, grow_vocab
 from lavis_ib.models.tokenizers import encode
 
@@ -30,7 +30,8 @@ class DecoderOnlyBlip2(Blip2Base):
 
     def build_llm(self):
         llm = build_language_model(
-            AutoModelForCausalLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init
+            AutoModelForCausalLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init,
+            dtype=self.llm_dtype,
         )
         grow_vocab(llm, len(self.tokenizer))
         return llm
@@ -44,7 +45,7 @@ class DecoderOnlyBlip2(Blip2Base):
 
     def run_llm(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """fp32 logits of the frozen LLM for the given input embeddings."""
-        with self.autocast(DTYPES[self.cfg.llm_precision]):
+        with self.llm_compute():
             logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits
         return logits.float()
 
@@ -104,7 +105,7 @@ class DecoderOnlyBlip2(Blip2Base):
 
     def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
         embeds, mask = self.generation_inputs(visual, prompts)
-        with self.autocast(DTYPES[self.cfg.llm_precision]):
+        with self.llm_compute():
             out = self.llm.generate(
                 inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id, **gen_kwargs,

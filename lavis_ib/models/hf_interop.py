@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from lavis_ib.common.registry import registry
 from lavis_ib.models.checkpoint import load_state_dict_into
+from lavis_ib.models.precision import PrecisionPolicy
 from lavis_ib.models.convert import (
     fill_tied_weights,
     hf_config_from_model_cfg,
@@ -53,7 +54,8 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_hf_directory(model_cls, model_type: str, directory) -> "Blip2Base":
+def load_hf_directory(model_cls, model_type: str, directory, device: str = "cpu",
+                      precision: str | None = None) -> "Blip2Base":
     """Build `model_cls` from an HF directory's config.json and load all of its weights (strictly).
 
     Non-architectural settings (prompt, text lengths, precision) come from `model_type`'s default YAML.
@@ -61,11 +63,13 @@ def load_hf_directory(model_cls, model_type: str, directory) -> "Blip2Base":
     directory = Path(directory)
     config_path = directory / "config.json"
     return model_from_hf(model_cls, model_type, json.loads(config_path.read_text()), read_hf_weights(directory),
-                         tokenizer_dir=directory, source=str(config_path))
+                         tokenizer_dir=directory, source=str(config_path), precision=precision,
+                         policy_device=device)
 
 
 def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, torch.Tensor], tokenizer_dir,
-                  source: str, device: str | None = None) -> "Blip2Base":
+                  source: str, device: str | None = None, precision: str | None = None,
+                  policy_device: str = "cpu") -> "Blip2Base":
     """Build `model_cls` sized by an HF config (object or config.json dict) and load an HF state dict into it.
 
     `tokenizer_dir` holds the LLM tokenizer (and `qformer_tokenizer/` for InstructBLIP), as an HF directory does;
@@ -81,8 +85,10 @@ def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, tor
                finetuned=None, model_type=model_type)
     if cfg.get("qformer_text_input"):
         cfg["qformer_tokenizer"] = str(tokenizer_dir / "qformer_tokenizer")
+    parsed = model_cls.parse_config(cfg, source=source)
+    policy = PrecisionPolicy.resolve(parsed, device or policy_device, precision)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        model = model_cls(model_cls.parse_config(cfg, source=source))
+        model = model_cls(parsed, policy)
     state = hf_to_lavis_state_dict(hf_state, arch)
     state = fill_tied_weights(state, llm_tied_weights_keys(arch, cfg["llm_config"]))
     report = load_state_dict_into(model, state)

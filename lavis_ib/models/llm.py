@@ -19,6 +19,7 @@ def build_language_model(
     llm_config: Optional[dict],
     random_init: bool,
     overrides: Optional[dict[str, Any]] = None,
+    dtype: torch.dtype = torch.float32,
 ) -> nn.Module:
     """`auto_cls.from_pretrained(location)` with SDPA attention, or `from_config(llm_config)` under `random_init`."""
     overrides = overrides or {}
@@ -29,10 +30,10 @@ def build_language_model(
             raise ValueError(f"model.{location_key} is not set; only random_init models may be built from llm_config")
         config_dict = {**llm_config, **overrides}
         config = AutoConfig.for_model(**config_dict)
-        return auto_cls.from_config(config, attn_implementation="sdpa")
+        return auto_cls.from_config(config, attn_implementation="sdpa", dtype=dtype)
     path = resolve_dir_or_hub_id(location, location_key)
     config = AutoConfig.from_pretrained(path, **overrides)
-    return auto_cls.from_pretrained(path, config=config, attn_implementation="sdpa", dtype=torch.float32)
+    return auto_cls.from_pretrained(path, config=config, attn_implementation="sdpa", dtype=dtype)
 
 
 @torch.no_grad()

@@ -5,10 +5,9 @@ These are pure string functions so that the rendered prompts can be tested on th
 
 from __future__ import annotations
 
-from string import ascii_lowercase
 from typing import Sequence
 
-MAX_OCR_TOKENS = 30
+from lavis_ib.common.text_format import join_ocr_tokens, render_choices
 
 
 def batch_prompts(prompt: str | Sequence[str], batch_size: int) -> list[str]:
@@ -21,21 +20,11 @@ def batch_prompts(prompt: str | Sequence[str], batch_size: int) -> list[str]:
     return prompt
 
 
-def join_ocr_tokens(tokens: Sequence[str]) -> str:
-    """The first 30 OCR tokens, comma-separated (LAVIS/TextCaps convention)."""
-    return ", ".join(tokens[:MAX_OCR_TOKENS])
-
-
 def fill_ocr(prompts: list[str], ocr_tokens: Sequence[Sequence[str]] | None) -> list[str]:
     """Put each sample's OCR tokens into a prompt's `{}` placeholder (only when the prompt has one)."""
     if ocr_tokens is None or not prompts or "{}" not in prompts[0]:
         return prompts
     return [p.format(join_ocr_tokens(tokens)) for p, tokens in zip(prompts, ocr_tokens)]
-
-
-def render_choices(choices: Sequence[str]) -> str:
-    """`(a) first (b) second ...` — the multiple-choice rendering of LAVIS's `predict_answers`."""
-    return " ".join(f"({ascii_lowercase[i]}) {c}" for i, c in enumerate(choices))
 
 
 def vqa_prompt(template: str, question: str, ocr_tokens: Sequence[str] | None, choices: Sequence[str] | None) -> str:
