@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lavis_ib.common.paths import assets_root, configs_root
 from lavis_ib.common.registry import registry
-from lavis_ib.common.schema import ConfigError, check_keys
+from lavis_ib.common.run_schema import RunConfig
+from lavis_ib.common.schema import ConfigError, check_keys, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,10 @@ class Config:
         model_layer = self._model_layer(project, user)
         dataset_layers = self._dataset_layers(project, user)
         run_layer = OmegaConf.create({"run": project.get("run", {})})
+        self._check_run_layers(project, user)
         self.config = OmegaConf.merge(model_layer, *dataset_layers, run_layer, user)
         self._validate_merged_model()
+        self.run = from_dict(RunConfig, OmegaConf.to_container(self.run_cfg, resolve=True), self.cfg_path, "run")
 
     def _model_layer(self, project: DictConfig, user: DictConfig) -> DictConfig:
         """The model's default YAML (picked by arch + model_type, options included) merged under the project's."""
@@ -114,6 +117,12 @@ class Config:
             check_keys(OmegaConf.select(user, f"datasets.{name}") or {}, schema, "--options", f"datasets.{name}")
             layers.append(OmegaConf.create({"datasets": {name: OmegaConf.merge(default[name], block or {})}}))
         return layers
+
+    def _check_run_layers(self, project: DictConfig, user: DictConfig) -> None:
+        """Each layer's `run` keys and values against `RunConfig`, so an error names the layer that set them."""
+        for node, source in ((project.get("run"), self.cfg_path), (user.get("run"), "--options")):
+            if node:
+                from_dict(RunConfig, OmegaConf.to_container(node, resolve=True), source, "run")
 
     def _validate_merged_model(self) -> None:
         """Build the model schema from the merged model section so missing required keys are reported."""

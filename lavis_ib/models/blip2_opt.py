@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 
-import torch
-
 from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
 from lavis_ib.models.blip2 import Blip2Config
-from lavis_ib.models.decoder_only import IGNORE, DecoderOnlyBlip2
+from lavis_ib.models.decoder_only import DecoderOnlyBlip2
+from lavis_ib.models.text_batching import OPTTextBatcher
 from lavis_ib.models.tokenizers import encode, load_opt_tokenizer
 
 
@@ -56,14 +55,6 @@ class Blip2OPT(DecoderOnlyBlip2):
         return encode(self.tokenizer, ["\n"], padding_side="right", truncation_side="right",
                       add_special_tokens=False)["input_ids"][0, 0].item()
 
-    def training_tokens(self, samples: dict):
-        """Instruction layout with `text_output`; else LAVIS's: `text_input + "\\n"` with the prompt prefix masked."""
-        if "text_output" in samples:
-            return super().training_tokens(samples)
-        batch = encode(self.tokenizer, [t + "\n" for t in samples["text_input"]], padding_side="right",
-                       truncation_side="right", max_length=self.cfg.max_txt_len)
-        prompt_length = len(encode(self.tokenizer, [self.cfg.prompt], padding_side="right",
-                                   truncation_side="right")["input_ids"][0])
-        rows = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
-        labels = [torch.cat([torch.full_like(r[:prompt_length], IGNORE), r[prompt_length:]]) for r in rows]
-        return self.pad_right(rows, labels)
+    def build_text_batcher(self) -> OPTTextBatcher:
+        """Instruction layout when `text_output` is present, else LAVIS's captioning layout (see `OPTTextBatcher`)."""
+        return OPTTextBatcher(self.tokenizer, self.qformer_tokenizer, self.cfg)

@@ -7,7 +7,7 @@ Encoder input `[Q | instruction]` (left truncation), decoder targets right-trunc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +16,11 @@ from transformers import AutoModelForSeq2SeqLM
 from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
 from lavis_ib.models.blip2 import Blip2Base, Blip2Config
-from lavis_ib.models.decoder_only import IGNORE, gather_label_logprobs
+from lavis_ib.models.decoder_only import gather_label_logprobs
 from lavis_ib.models.llm import build_language_model
-from lavis_ib.models.tokenizers import encode, load_t5_tokenizer
+from lavis_ib.models.prompts import instructions_for
+from lavis_ib.models.text_batching import IGNORE, T5TextBatcher
+from lavis_ib.models.tokenizers import load_t5_tokenizer
 
 
 @dataclass
@@ -26,7 +28,7 @@ class T5InstructConfig(Blip2Config):
     """`t5_model`: a Flan-T5 directory or hub id (LAVIS key)."""
 
     t5_model: Optional[str] = None
-    llm_precision: str = "bf16"
+    llm_precision: Literal["fp32", "fp16", "bf16"] = "bf16"
 
 
 @registry.register_model("blip2_t5_instruct")
@@ -53,10 +55,12 @@ class Blip2T5Instruct(Blip2Base):
             overrides={"dense_act_fn": "gelu"}, dtype=self.llm_dtype,
         )
 
-    def encoder_inputs(self, visual: torch.Tensor, texts: Sequence[str]):
-        """`[Q | text]` encoder embeddings and mask; text right-padded, left-truncated at `max_txt_len`."""
-        batch = encode(self.tokenizer, list(texts), padding_side="right", truncation_side="left",
-                       max_length=self.cfg.max_txt_len)
+    def build_text_batcher(self) -> T5TextBatcher:
+        return T5TextBatcher(self.tokenizer, self.qformer_tokenizer, self.cfg)
+
+    def encoder_inputs(self, visual: torch.Tensor, texts: Sequence[str] | dict):
+        """`[Q | text]` encoder embeddings and mask; text (strings or their tokens) right-padded, left-truncated."""
+        batch = texts if isinstance(texts, dict) else self.text.encoder_text(texts)
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
         tokens = self.llm.get_input_embeddings()(ids)
         embeds = torch.cat([visual.to(tokens.dtype), tokens], dim=1)
@@ -64,8 +68,7 @@ class Blip2T5Instruct(Blip2Base):
 
     def target_labels(self, texts: Sequence[str], max_length: int | None) -> torch.Tensor:
         """Decoder labels (T5 appends `</s>`), pads → IGNORE, right truncation."""
-        batch = encode(self.tokenizer, list(texts), padding_side="right", truncation_side="right", max_length=max_length)
-        return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE).to(self.device)
+        return self.text.labels(texts, max_length).to(self.device)
 
     def decoder_logprobs(self, embeds, mask, labels, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Log-softmax of the decoder's logits for teacher-forced `labels` (decoder inputs = labels shifted right);
@@ -79,14 +82,17 @@ class Blip2T5Instruct(Blip2Base):
 
     def forward(self, samples: dict) -> dict:
         """Mean cross-entropy of the targets given `[Q | instruction]`."""
-        visual = self.query_features(samples["image"].to(self.device), samples["text_input"])
-        embeds, mask = self.encoder_inputs(visual, samples["text_input"])
-        labels = self.target_labels(samples["text_output"], self.cfg.max_output_txt_len)
+        image = samples["image"].to(self.device)
+        instructions = instructions_for(samples, "forward", self.cfg.prompt, image.shape[0])
+        visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
+        tokens = samples.get("train_tokens") or self.text.training(instructions, samples.get("text_output"))
+        embeds, mask = self.encoder_inputs(visual, tokens)
+        labels = tokens["labels"].to(self.device)
         logprobs = self.decoder_logprobs(embeds, mask, labels)
         return {"loss": F.nll_loss(logprobs.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)}
 
-    def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
-        embeds, mask = self.encoder_inputs(visual, prompts)
+    def generate_ids_from(self, visual: torch.Tensor, prompt_tokens: dict, gen_kwargs: dict) -> torch.Tensor:
+        embeds, mask = self.encoder_inputs(visual, prompt_tokens)
         with self.llm_compute():
             return self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
 

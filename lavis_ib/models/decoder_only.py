@@ -18,15 +18,18 @@ from transformers import AutoModelForCausalLM
 
 from lavis_ib.models.blip2 import Blip2Base
 from lavis_ib.models.llm import build_language_model, grow_vocab
+from lavis_ib.models.prompts import instructions_for
+from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher
 from lavis_ib.models.tokenizers import encode
-
-IGNORE = -100
 
 
 class DecoderOnlyBlip2(Blip2Base):
     """Shared logic of the causal-LM architectures; subclasses pick tokenizer conventions and EOS."""
 
     TARGET_SUFFIX = "</s>"  # appended to every training target
+
+    def build_text_batcher(self) -> DecoderOnlyTextBatcher:
+        return DecoderOnlyTextBatcher(self.tokenizer, self.qformer_tokenizer, self.cfg, self.TARGET_SUFFIX)
 
     def build_llm(self):
         llm = build_language_model(
@@ -56,19 +59,12 @@ class DecoderOnlyBlip2(Blip2Base):
 
     # ----- training --------------------------------------------------------------------------------------------
     def training_tokens(self, samples: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Token ids, labels and mask of `[instruction | target + EOS]` rows, padding moved to the right end."""
-        inputs = encode(self.tokenizer, list(samples["text_input"]), padding_side="right", truncation_side="left",
-                        max_length=self.cfg.max_txt_len)
-        targets = encode(self.tokenizer, [t + self.TARGET_SUFFIX for t in samples["text_output"]],
-                         padding_side="right", truncation_side="right", max_length=self.cfg.max_output_txt_len)
-        rows, labels = [], []
-        for in_ids, in_mask, out_ids, out_mask in zip(inputs["input_ids"], inputs["attention_mask"],
-                                                      targets["input_ids"], targets["attention_mask"]):
-            prompt = in_ids[in_mask.bool()]
-            answer = out_ids[1:][out_mask[1:].bool()]  # the target's own BOS is dropped
-            rows.append(torch.cat([prompt, answer]))
-            labels.append(torch.cat([torch.full_like(prompt, IGNORE), answer]))
-        return self.pad_right(rows, labels)
+        """Token ids, labels and mask of `[instruction | target + EOS]` rows (from the collator when it ran)."""
+        tokens = samples.get("train_tokens")
+        if tokens is None:
+            instructions = instructions_for(samples, "forward", self.cfg.prompt, None)
+            tokens = self.text.training(instructions, samples.get("text_output"))
+        return tuple(tokens[k].to(self.device) for k in ("input_ids", "labels", "attention_mask"))
 
     def pad_right(self, rows: list[torch.Tensor], labels: list[torch.Tensor]):
         """Right-pad token rows (with the pad id) and their labels (with IGNORE); returns ids, labels, mask."""
@@ -79,7 +75,9 @@ class DecoderOnlyBlip2(Blip2Base):
 
     def forward(self, samples: dict) -> dict:
         """Mean next-token cross-entropy over the supervised (target + EOS) tokens of the batch."""
-        visual = self.query_features(samples["image"].to(self.device), samples["text_input"])
+        image = samples["image"].to(self.device)
+        instructions = instructions_for(samples, "forward", self.cfg.prompt, image.shape[0])
+        visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
         ids, labels, mask = self.training_tokens(samples)
         embeds, full_mask = self.with_visual_prefix(visual, ids, mask)
         labels = torch.cat([labels.new_full(visual.shape[:2], IGNORE), labels], dim=1)
@@ -88,9 +86,9 @@ class DecoderOnlyBlip2(Blip2Base):
         return {"loss": loss}
 
     # ----- generation ------------------------------------------------------------------------------------------
-    def generation_inputs(self, visual: torch.Tensor, prompts: list[str]):
-        """`[pads | Q | prompt]` embeddings and mask for a left-padded batch of prompts."""
-        batch = encode(self.tokenizer, prompts, padding_side="left", truncation_side="left")
+    def generation_inputs(self, visual: torch.Tensor, prompts: list[str] | dict):
+        """`[pads | Q | prompt]` embeddings and mask for a left-padded batch of prompts (strings or their tokens)."""
+        batch = self.text.prompts(prompts) if not isinstance(prompts, dict) else prompts
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
         tokens = self.embed_tokens(ids)
         visual = visual.to(tokens.dtype)
@@ -103,8 +101,8 @@ class DecoderOnlyBlip2(Blip2Base):
     def clean_output_ids(self, ids: torch.Tensor) -> torch.Tensor:
         return ids
 
-    def generate_ids_from(self, visual: torch.Tensor, prompts: list[str], gen_kwargs: dict) -> torch.Tensor:
-        embeds, mask = self.generation_inputs(visual, prompts)
+    def generate_ids_from(self, visual: torch.Tensor, prompt_tokens: dict, gen_kwargs: dict) -> torch.Tensor:
+        embeds, mask = self.generation_inputs(visual, prompt_tokens)
         with self.llm_compute():
             out = self.llm.generate(
                 inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_token_id,

@@ -10,12 +10,12 @@ from typing import Sequence
 from lavis_ib.common.text_format import join_ocr_tokens, render_choices
 
 
-def batch_prompts(prompt: str | Sequence[str], batch_size: int) -> list[str]:
-    """A string replicated to the batch, or a per-sample list checked to have the batch's length."""
+def batch_prompts(prompt: str | Sequence[str], batch_size: int | None) -> list[str]:
+    """A string replicated to the batch, or a per-sample list checked to have the batch's length (if known)."""
     if isinstance(prompt, str):
-        return [prompt] * batch_size
+        return [prompt] * (batch_size or 1)
     prompt = list(prompt)
-    if len(prompt) != batch_size:
+    if batch_size is not None and len(prompt) != batch_size:
         raise ValueError(f"'prompt' has {len(prompt)} entries for a batch of {batch_size} images")
     return prompt
 
@@ -74,3 +74,27 @@ def class_prompts(samples: dict, default_prompt: str, batch_size: int) -> list[s
             p.format(*t) if isinstance(t, (list, tuple)) else p.format(t) for p, t in zip(prompts, text_input)
         ]
     return with_class_prefixes(prompts, samples)
+
+
+INSTRUCTION_KEY = "instruction"
+
+
+def instructions_for(samples: dict, method: str, default_prompt: str, batch_size: int | None) -> list[str]:
+    """The final instruction of each sample for `method` ("forward", "generate" or "score"): the one batch contract.
+
+    `samples["instruction"]` (what dataset batches carry, rendered by the templates) is used verbatim by every
+    method. Without it, LAVIS's API fields apply as LAVIS reads them: `forward` takes `text_input`; `generate` takes
+    `prompt` (or the configured prompt) with OCR tokens filled into a `{}`; `score` formats `text_input` into
+    `prompt` and adds the context / history / caption prefixes.
+    """
+    if INSTRUCTION_KEY in samples:
+        return batch_prompts(samples[INSTRUCTION_KEY], batch_size)
+    if method == "forward":
+        if "text_input" not in samples:
+            raise KeyError("forward() needs 'instruction' (or LAVIS's 'text_input') in the samples")
+        return batch_prompts(samples["text_input"], batch_size)
+    if method == "generate":
+        return fill_ocr(batch_prompts(samples.get("prompt", default_prompt), batch_size), samples.get("ocr_tokens"))
+    if method == "score":
+        return class_prompts(samples, default_prompt, batch_size)
+    raise ValueError(f"unknown method {method!r}; expected forward, generate or score")

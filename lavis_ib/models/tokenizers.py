@@ -131,8 +131,11 @@ def encode(
     truncation_side: str,
     max_length: int | None = None,
     add_special_tokens: bool = True,
+    padding: bool = True,
 ) -> BatchEncoding:
     """Tokenize a batch to `input_ids`/`attention_mask` tensors padded to the longest, leaving the tokenizer as found.
+
+    `padding=False` returns unpadded lists of ids instead, for callers that assemble rows and pad once themselves.
 
     transformers 5 takes `padding_side` per call but reads `truncation_side` only from the tokenizer, so it is set
     and restored in `finally` (not thread-safe for one tokenizer shared across threads). The fast backend also keeps
@@ -150,14 +153,14 @@ def encode(
     try:
         return tokenizer(
             batch,
-            padding="longest",
+            padding="longest" if padding else False,
             truncation=max_length is not None,
             max_length=max_length,
             padding_side=padding_side,
             add_special_tokens=add_special_tokens,
             return_token_type_ids=False,
             return_attention_mask=True,
-            return_tensors="pt",
+            return_tensors="pt" if padding else None,
         )
     finally:
         tokenizer.truncation_side = saved_side

@@ -1,0 +1,68 @@
+"""The typed schema of a config's `run` section: LAVIS's run keys with their meaning and defaults.
+
+Declared once here so a typo (`batch_size_trian`) or a wrong value (`precision: fp17`, `max_iters: lots`) is an
+error naming the file and key before anything is built. The runner issues add their keys to `RunConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+Precision = Literal["fp32", "fp16", "bf16"]
+
+
+@dataclass
+class RunConfig:
+    """LAVIS run keys (`lavis_behaviour.md` §1.4) plus lavis_ib's `precision`; all optional, LAVIS defaults."""
+
+    task: Optional[str] = None
+    runner: str = "runner_iter"
+    device: Optional[str] = None  # None: cuda when available, else cpu
+    seed: int = 42
+    output_dir: str = "output"
+    evaluate: bool = False
+    # distributed (filled from torchrun / SLURM environment by the runner)
+    distributed: bool = False
+    world_size: int = 1
+    gpu: Optional[int] = None
+    dist_url: str = "env://"
+    # data
+    train_splits: list = field(default_factory=lambda: ["train"])
+    valid_splits: list = field(default_factory=list)
+    test_splits: list = field(default_factory=list)
+    batch_size_train: int = 1
+    batch_size_eval: int = 1
+    num_workers: int = 4
+    train_dataset_ratios: Optional[dict] = None
+    use_dist_eval_sampler: bool = True
+    # optimisation
+    lr_sched: str = "linear_warmup_cosine_lr"
+    init_lr: float = 1e-5
+    min_lr: float = 0.0
+    warmup_lr: float = -1.0
+    warmup_steps: int = 0
+    lr_decay_rate: Optional[float] = None
+    weight_decay: float = 0.05
+    lr_layer_decay: float = 1.0
+    beta2: float = 0.999
+    amp: bool = False
+    precision: Optional[Precision] = None  # None: bf16 on CUDA, fp32 on CPU (the runner decides)
+    accum_grad_iters: int = 1
+    # schedule and bookkeeping
+    max_epoch: Optional[int] = None
+    max_iters: Optional[Union[int, float]] = None  # LAVIS casts e.g. 2e4 with int(float(...))
+    iters_per_inner_epoch: Optional[Union[int, float]] = None
+    log_freq: int = 50
+    save_freq: int = 5
+    val_freq: int = 1
+    save_last: bool = True
+    resume_ckpt_path: Optional[str] = None
+
+    def __post_init__(self):
+        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "world_size", "log_freq"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"run.{key} must be ≥ 1, got {getattr(self, key)}")
+        for key in ("num_workers", "warmup_steps", "seed"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"run.{key} must be ≥ 0, got {getattr(self, key)}")
