@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from lavis_ib.common.paths import assets_root, configs_root
 from lavis_ib.common.registry import registry
 from lavis_ib.common.run_schema import RunConfig
-from lavis_ib.common.schema import ConfigError, check_keys, from_dict
+from lavis_ib.common.schema import ConfigError, check_keys, check_node, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,10 @@ class Config:
         default_path = model_cls.default_config_path(model_type)
         default = load_yaml(default_path)
         schema = model_cls.config_schema()
-        for node, source in ((default.get("model", {}), str(default_path)), (project.model, self.cfg_path)):
-            check_keys(node, schema, source, "model")
-        check_keys(user.get("model", {}), schema, "--options", "model")
+        for node, source in ((default.get("model", {}), str(default_path)), (project.model, self.cfg_path),
+                             (user.get("model", {}), "--options")):
+            check_node(OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node,
+                       schema, source, "model")
         layer = OmegaConf.merge(default, {"model": project.model})
         layer.model.arch, layer.model.model_type = arch, model_type
         return layer
@@ -112,9 +113,10 @@ class Config:
             if name not in default:
                 raise ConfigError(f"{default_path}: expected a block for dataset {name!r}, found {list(default)}")
             schema = builder.config_schema()
-            check_keys(default[name], schema, str(default_path), f"datasets.{name}")
-            check_keys(block or {}, schema, self.cfg_path, f"datasets.{name}")
-            check_keys(OmegaConf.select(user, f"datasets.{name}") or {}, schema, "--options", f"datasets.{name}")
+            for node, source in ((default[name], str(default_path)), (block, self.cfg_path),
+                                 (OmegaConf.select(user, f"datasets.{name}"), "--options")):
+                plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+                check_node(plain or {}, schema, source, f"datasets.{name}")
             layers.append(OmegaConf.create({"datasets": {name: OmegaConf.merge(default[name], block or {})}}))
         return layers
 

@@ -97,6 +97,19 @@ def check_value(annotation: Any, value: Any, source: str, dotted: str) -> Any:
     return value
 
 
+def check_node(node: Mapping, schema: type, source: str, prefix: str) -> None:
+    """Keys and value types of one (partial) config layer, so an error names the layer that set the value."""
+    check_keys(node, schema, source, prefix)
+    types_ = _field_types(schema)
+    for key, value in node.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        nested = _nested_schema(types_[key])
+        if nested is not None and isinstance(value, Mapping):
+            check_node(value, nested, source, dotted)
+        else:
+            check_value(types_[key], value, source, dotted)
+
+
 def from_dict(schema: type, node: Mapping, source: str = "config", prefix: str = ""):
     """Instantiate `schema` from `node` (keys and values validated first); nested dataclasses built recursively.
 

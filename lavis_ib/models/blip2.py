@@ -15,6 +15,12 @@ from typing import Any, Literal, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+    _CHECKPOINT_PREFIX,
+    apply_activation_checkpointing,
+    checkpoint_wrapper,
+)
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from lavis_ib.common.io import looks_like_hub_id, resolve_file
 from lavis_ib.models.base import BaseModel
@@ -25,6 +31,7 @@ from lavis_ib.models.qformer import QFormer, QFormerConfig
 from lavis_ib.models.collator import ModelCollator
 from lavis_ib.models.text_batching import TextBatcher
 from lavis_ib.models.tokenizers import load_qformer_tokenizer
+from lavis_ib.models.trainable import is_no_decay, optimizer_param_groups, trainable_parameters
 from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_dict, build_eva_vit
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ class Blip2Config:
     qformer_tokenizer: str = "bert-base-uncased"
     qformer_text_input: bool = True
     qformer_grad_checkpoint: bool = False
+    llm_grad_checkpoint: bool = False  # recompute the frozen LLM's activations in backward (saves memory)
     max_txt_len: int = 128
     max_output_txt_len: int = 256
     # LLM (the location key itself is declared per architecture: llm_model / t5_model / opt_model)
@@ -126,6 +134,8 @@ class Blip2Base(BaseModel):
         if cfg.freeze_vit:
             for param in self.visual_encoder.parameters():
                 param.requires_grad = False
+        self.llm_grad_checkpointing = False
+        self.set_llm_grad_checkpointing(cfg.llm_grad_checkpoint)
         self.train(False)
 
     # ----- pieces each architecture provides -------------------------------------------------------------------
@@ -275,16 +285,16 @@ class Blip2Base(BaseModel):
     def load_checkpoint(self, path, strict: bool = True) -> LoadReport:
         """Load a LAVIS `.pth` (trimmed or full), our safetensors file, or a state dict file.
 
-        Strict about what a checkpoint must hold: every trainable tensor (Q-Former, query tokens, `ln_vision`,
-        projection) must be present and no unknown key may appear; frozen ViT/LLM tensors may be absent.
+        Strict about what a checkpoint must hold: every trainable tensor (`requires_grad`, the same definition
+        `trainable_state_dict` saves by) must be present and no unknown key may appear; frozen tensors may be absent.
         """
         report = load_state_dict_into(self, read_state_dict(path))
-        trainable_groups = {"Qformer", "query_tokens", "ln_vision", self.PROJ_MODULE}
-        if not self.cfg.freeze_vit:
-            trainable_groups.add("visual_encoder")
-        lacking = {g: k for g, k in report.missing.items() if g in trainable_groups}
+        required = self.trainable_names()
+        lacking = {g: [k for k in keys if k in required] for g, keys in report.missing.items()}
+        lacking = {g: keys for g, keys in lacking.items() if keys}
         if strict and (lacking or report.unexpected):
-            raise KeyError(f"{path}: " + report.describe(self.weight_sources()))
+            raise KeyError(f"{path}: checkpoint lacks trainable tensors or has unknown keys; "
+                           + report.describe(self.weight_sources()))
         log.info("%s: %s", path, report.describe(self.weight_sources()))
         return report
 
@@ -294,10 +304,39 @@ class Blip2Base(BaseModel):
 
         return export_hf(self, directory)
 
+    def trainable_names(self) -> set[str]:
+        """State-dict names of the parameters that train (`requires_grad`)."""
+        return {strip_wrapper_prefix(name) for name, _ in trainable_parameters(self)}
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the parameters that train (what LAVIS checkpoints hold): small files for frozen-LLM models."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in names}
+        """LAVIS's checkpoint content: the state dict without frozen parameters (trainable ones and buffers kept)."""
+        frozen = {strip_wrapper_prefix(n) for n, p in self.named_parameters(remove_duplicate=False)
+                  if not p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def no_weight_decay(self) -> set[str]:
+        """Trainable parameters excluded from weight decay (1-D or `*.bias`, LAVIS's rule)."""
+        return {strip_wrapper_prefix(n) for n, p in trainable_parameters(self) if is_no_decay(n, p)}
+
+    def optimizer_param_groups(self, weight_decay: float, lr_layer_decay: float = 1.0) -> list[dict]:
+        """AdamW groups with LAVIS's decay rule and, for an unfrozen ViT, layer-wise `lr_scale` (see `trainable`)."""
+        return optimizer_param_groups(self, weight_decay, lr_layer_decay, vit_depth=self.cfg.vision.depth)
+
+    def set_llm_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the frozen LLM's layer activations in backward (gradients still reach the queries).
+
+        Uses torch's own `checkpoint_wrapper` (non-reentrant) around each transformer layer: transformers' switch
+        only acts in train mode, and the frozen LLM always stays in eval mode. State-dict names are unchanged.
+        """
+        if enabled == self.llm_grad_checkpointing:
+            return
+        if not enabled:
+            raise ValueError("LLM gradient checkpointing cannot be removed once applied; rebuild the model")
+        apply_activation_checkpointing(
+            self.llm, checkpoint_wrapper_fn=checkpoint_wrapper,
+            check_fn=lambda module: isinstance(module, GradientCheckpointingLayer),
+        )
+        self.llm_grad_checkpointing = True
 
     # ----- user-facing inference ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -408,6 +447,11 @@ class Blip2Base(BaseModel):
         scores = getattr(self.score_candidates(samples, candidates, n_segments), normalize)
         ranks = [torch.argsort(s, descending=True, stable=True) for s in scores]
         return torch.stack(ranks) if len({len(r) for r in ranks}) == 1 else ranks
+
+
+def strip_wrapper_prefix(name: str) -> str:
+    """A parameter name as the state dict spells it (without activation-checkpoint wrapper components)."""
+    return name.replace(_CHECKPOINT_PREFIX, "")
 
 
 def lemmatize(answers: list[str]) -> list[str]:

@@ -77,7 +77,7 @@ class Blip2T5Instruct(Blip2Base):
         inputs = {"encoder_outputs": (encoder_hidden,)} if encoder_hidden is not None else {"inputs_embeds": embeds}
         with self.llm_compute():
             logits = self.llm(**inputs, attention_mask=mask, decoder_input_ids=decoder_ids,
-                              decoder_attention_mask=(labels != IGNORE).long()).logits
+                              decoder_attention_mask=(labels != IGNORE).long(), use_cache=False).logits
         return logits.float().log_softmax(-1)
 
     def forward(self, samples: dict) -> dict:

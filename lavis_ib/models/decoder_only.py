@@ -49,7 +49,7 @@ class DecoderOnlyBlip2(Blip2Base):
     def run_llm(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """fp32 logits of the frozen LLM for the given input embeddings."""
         with self.llm_compute():
-            logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
         return logits.float()
 
     def with_visual_prefix(self, visual, ids, mask):

@@ -141,3 +141,41 @@ def test_export_round_trip_loads_in_transformers(pair, tmp_path):
         expected = hf_model(**inputs, **extra).logits
         got = reloaded(**inputs, **extra).logits[..., : expected.shape[-1]]
     assert (got - expected).abs().max().item() <= ATOL
+
+
+def test_training_loss_equals_hf_loss_on_equivalent_labels(pair):
+    """`forward`'s loss equals transformers' own loss for the same batch laid out with HF's `<image>` tokens."""
+    kind, hf_model, tokenizer, ours, images = pair
+    targets = ["a red circle", "two blue squares and a green triangle", "left", "yes"]
+    samples = {"image": images, "text_input": PROMPTS, "text_output": targets}
+    with torch.no_grad():
+        got = ours(samples)["loss"]
+    image_ids = [tokenizer.convert_tokens_to_ids("<image>")] * hf_oracle.NUM_QUERIES
+    pad = tokenizer.pad_token_id
+    rows, labels, decoder_labels = [], [], []
+    for prompt, target in zip(PROMPTS, targets):
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        if kind == "t5":
+            rows.append(image_ids + prompt_ids)
+            labels.append([-100] * len(rows[-1]))
+            decoder_labels.append(tokenizer(target)["input_ids"])
+        else:
+            suffix = "\n" if kind == "opt" else "</s>"
+            answer = tokenizer(target + suffix)["input_ids"][1:]
+            rows.append(image_ids + prompt_ids + answer)
+            labels.append([-100] * (len(image_ids) + len(prompt_ids)) + answer)
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    inputs = {"pixel_values": images, "input_ids": ids, "attention_mask": mask}
+    if kind != "opt":
+        q_ids, q_mask = ours.qformer_inputs(PROMPTS)
+        inputs.update(qformer_input_ids=q_ids, qformer_attention_mask=q_mask)
+    if kind == "t5":
+        dec_width = max(map(len, decoder_labels))
+        hf_labels = torch.tensor([d + [-100] * (dec_width - len(d)) for d in decoder_labels])
+    else:
+        hf_labels = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels])
+    with torch.no_grad():
+        expected = hf_model(**inputs, labels=hf_labels).loss
+    assert abs(got.item() - expected.item()) <= ATOL, (got.item(), expected.item())
