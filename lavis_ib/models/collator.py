@@ -26,6 +26,8 @@ class ModelCollator:
 
     def __call__(self, samples: Sequence) -> dict:
         batch = self.base_collate(samples)
+        if "text_input" not in batch:  # every sample of an evaluation batch was unreadable: nothing to tokenize
+            return batch
         instructions = list(batch["text_input"])
         batch["instruction"] = instructions
         qformer = self.text_batcher.qformer(instructions)

@@ -134,12 +134,25 @@ def test_video_forward_trains_qformer(tiny):
 
 
 def test_video_generate_and_answers(tiny):
+    """Video visual tokens are the frames' query tokens concatenated in frame order, and every text entry point
+    conditions on them: generate == predict_answers == decoded ids, and swapping frames changes the scores."""
     model, video = tiny
     prompts = ["what moves?", "describe the clip"]
-    texts = model.generate({"image": video, "prompt": prompts}, num_beams=2, max_length=3)
-    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    answers = model.predict_answers({"image": video, "text_input": prompts}, num_beams=1, max_len=3)
-    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    with torch.no_grad():
+        visual = model.query_features(video, prompts)
+        per_frame = torch.cat([model.query_features(video[:, :, t], prompts) for t in range(video.shape[2])], dim=1)
+    assert visual.shape == (2, video.shape[2] * model.cfg.num_query_token, per_frame.shape[-1])
+    assert (visual - per_frame).abs().max().item() <= 1e-5
+    settings = dict(num_beams=2, max_length=3, min_length=1, length_penalty=model.ANSWER_LENGTH_PENALTY)
+    ids = model.generate_token_ids({"image": video, "prompt": prompts}, **settings)
+    texts = model.generate({"image": video, "prompt": prompts}, **settings)
+    assert texts == model.decode(ids)
+    answers = model.predict_answers({"image": video, "text_input": prompts}, num_beams=2, max_len=3)
+    assert answers == texts
+    candidates = ["a ball", "two squares"]
+    scores = model.score_candidates({"image": video, "prompt": prompts}, candidates).stacked()
+    swapped = model.score_candidates({"image": video.flip(2), "prompt": prompts}, candidates).stacked()
+    assert (scores - swapped).abs().max().item() > 1e-4
 
 
 def test_video_predict_class(tiny):
