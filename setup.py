@@ -26,4 +26,10 @@ setup(
         "pycocoevalcap",
     ],
     extras_require={"dev": ["pytest", "pytest-timeout"]},
+    entry_points={
+        "console_scripts": [
+            "lavis-ib-convert-data = lavis_ib.datasets.convert:main",
+            "lavis-ib-convert-weights = lavis_ib.models.convert_cli:main",
+        ],
+    },
 )

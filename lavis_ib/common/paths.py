@@ -3,6 +3,7 @@
 `library_root` is the installed package (configs and tiny assets ship inside it, so an editable install and a wheel
 behave the same). `cache_root` holds downloaded weights and datasets: `$LAVIS_IB_CACHE` if set, else
 `~/.cache/lavis_ib` (XDG aware) — never inside the package, unlike LAVIS's hard-coded `/export/...` default.
+`data_root` is where relative dataset paths resolve: a configured root when there is one, else the cache root.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ def cache_root() -> Path:
         return Path(os.environ["LAVIS_IB_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "lavis_ib"
+
+
+def data_root(*configured: str | os.PathLike | None) -> Path:
+    """The first configured (not None) root, `~` expanded; `cache_root()` when none is configured."""
+    for root in configured:
+        if root is not None:
+            return Path(root).expanduser()
+    return cache_root()
 
 
 def resolve_under(path: str | os.PathLike, root: Path) -> Path:

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
 KINDS = ("model", "builder", "converter", "processor", "task", "runner", "lr_scheduler")
+
+# The modules whose import registers each kind's components. A registry imports them on its first lookup, so
+# `import lavis_ib` stays light (no torch for the converter CLI) and a lookup still sees every component.
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "model": ("lavis_ib.models",),
+    "builder": ("lavis_ib.datasets.builders",),
+    "converter": ("lavis_ib.datasets.converters", "lavis_ib.datasets.synthetic"),
+    "processor": ("lavis_ib.processors",),
+}
 
 
 def closest_match(name: str, candidates) -> str | None:
@@ -34,9 +44,18 @@ def unknown_name_message(kind: str, name: str, known) -> str:
 class Registry:
     """Name → object map for one kind of component, with strict registration and helpful misses."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, providers: tuple[str, ...] = ()):
         self.kind = kind
+        self._providers = providers
         self._entries: dict[str, object] = {}
+
+    @property
+    def entries(self) -> dict[str, object]:
+        """Every registered entry, after importing the provider modules (once they all imported without error)."""
+        for module in self._providers:
+            importlib.import_module(module)
+        self._providers = ()
+        return self._entries
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering its target under `name`; a second registration of the same name raises."""
@@ -52,29 +71,29 @@ class Registry:
     def get(self, name: str):
         """The object registered as `name`; `KeyError` naming the known names and closest match otherwise."""
         try:
-            return self._entries[name]
+            return self.entries[name]
         except KeyError:
-            raise KeyError(unknown_name_message(self.kind, name, self._entries)) from None
+            raise KeyError(unknown_name_message(self.kind, name, self.entries)) from None
 
     def list(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching a shell-style pattern."""
-        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+        return sorted(n for n in self.entries if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        return name in self.entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.list())
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
 
 class _Registries:
     """The set of per-kind registries, with LAVIS-style `register_model` / `get_model_class` spellings."""
 
     def __init__(self):
-        self.kinds = {kind: Registry(kind) for kind in KINDS}
+        self.kinds = {kind: Registry(kind, PROVIDERS.get(kind, ())) for kind in KINDS}
 
     def __getitem__(self, kind: str) -> Registry:
         if kind not in self.kinds:

@@ -3,15 +3,21 @@
 Writes `<out>/<split>.jsonl` (or webdataset shards `<out>/<split>-NNNNNN.tar` with `--format wds`), shows a
 progress bar, prints how many records each split wrote and how many entries it skipped and why, and refuses to
 replace a finished output unless `--overwrite` is given. `--out` defaults to where the dataset's default config
-reads from: `<cache root>/datasets/<NAME>`.
+reads from: `<cache root>/datasets/<NAME>`. Everything is written to a staging folder inside `--out` and moved into
+place only when every split converted, so a failed conversion leaves `--out` as it was.
+Installed as the console script `lavis-ib-convert-data`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -20,7 +26,7 @@ from tqdm import tqdm
 
 from lavis_ib.common.paths import cache_root
 from lavis_ib.datasets.converters import Artifact, Skip, get_converter, list_converters
-from lavis_ib.datasets.records import OutputExistsError, atomic_file, shard_name, write_jsonl, write_shards
+from lavis_ib.datasets.records import OutputExistsError, shard_name, write_jsonl, write_shards
 
 FORMATS = ("jsonl", "wds")
 
@@ -51,37 +57,63 @@ def output_path(out: Path, split: str, fmt: str) -> Path:
 
 
 def _records(
-    entries: Iterable, report: SplitReport, out: Path, overwrite: bool, progress: bool, artifacts: set[Path]
+    entries: Iterable, report: SplitReport, stage: Path, out: Path, overwrite: bool, progress: bool,
+    artifacts: set[str],
 ) -> Iterator[dict]:
-    """The records among `entries`, counting `Skip`s and writing `Artifact`s, behind a progress bar.
+    """The records among `entries`, counting `Skip`s and staging `Artifact`s, behind a progress bar.
 
-    `artifacts` holds the side files this run already wrote; another split may rewrite those (same content).
+    `artifacts` holds the side files this run already staged; another split may stage them again (same content).
     """
     bar = tqdm(entries, desc=f"{report.split}", unit=" entries", disable=not progress, mininterval=1.0)
     for entry in bar:
         if isinstance(entry, Skip):
             report.skipped[entry.reason] += 1
         elif isinstance(entry, Artifact):
-            path = write_artifact(entry, out, overwrite or out / entry.filename in artifacts)
-            artifacts.add(path)
-            report.paths.append(path)
+            stage_artifact(entry, stage, out, overwrite or entry.filename in artifacts)
+            artifacts.add(entry.filename)
+            report.paths.append(out / entry.filename)
         else:
             yield entry
 
 
-def write_artifact(artifact: Artifact, out: Path, overwrite: bool) -> Path:
-    """Write a converter's side file as JSON under `out`; an identical existing file is kept, a different one is
-    replaced only with `overwrite`."""
-    path = out / artifact.filename
-    text = json.dumps(artifact.content, ensure_ascii=False)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return path
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as partial:
-        partial.write_text(text, encoding="utf-8")
-    return path
+def stage_artifact(artifact: Artifact, stage: Path, out: Path, overwrite: bool) -> None:
+    """Stage a converter's side file (JSON) for `out`; an identical file already in `out` is kept, a different one
+    is replaced only with `overwrite`."""
+    final, text = out / artifact.filename, json.dumps(artifact.content, ensure_ascii=False)
+    if final.exists() and final.read_text(encoding="utf-8") == text:
+        return
+    if final.exists() and not overwrite:
+        raise OutputExistsError(f"{final} already exists; pass --overwrite to replace it")
+    (stage / artifact.filename).parent.mkdir(parents=True, exist_ok=True)
+    (stage / artifact.filename).write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A fresh staging folder inside `out`: its files replace those in `out` when the block succeeds; on any error
+    it is removed, with the folders this created for `out`, so `out` is left exactly as it was."""
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # innermost first
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".converting-", dir=out))
+    try:
+        yield stage
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = out / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def stale_shards(out: Path, split: str, keep: Sequence[Path]) -> list[Path]:
+    """Shards of `split` in `out` that a new, shorter shard set does not replace (a glob would still read them)."""
+    kept = {path.name for path in keep}
+    return [path for path in sorted(out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")) if path.name not in kept]
 
 
 def convert(
@@ -94,10 +126,15 @@ def convert(
     progress: bool = False,
     per_shard: int = 10_000,
 ) -> list[SplitReport]:
-    """Convert the given splits (default: the converter's first split) of dataset `name`; one report per split."""
+    """Convert the given splits (default: the converter's first split) of dataset `name`; one report per split.
+
+    Nothing is written to `out` unless every split converts.
+    """
     converter = get_converter(name)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not Path(src).is_dir():
+        raise FileNotFoundError(f"{name}: --src {src} is not a folder (expected: {converter.sources})")
     out = Path(out) if out is not None else default_output(name)
     splits = list(splits or converter.splits[:1])
     for split in splits:
@@ -105,17 +142,21 @@ def convert(
             raise ValueError(f"{name}: unknown split {split!r}; this converter knows {', '.join(converter.splits)}")
         if output_path(out, split, fmt).exists() and not overwrite:
             raise OutputExistsError(f"{output_path(out, split, fmt)} already exists; pass --overwrite to replace it")
-    reports, artifacts = [], set()
-    for split in splits:
-        report = SplitReport(split)
-        records = _records(converter(src, split), report, out, overwrite, progress, artifacts)
-        if fmt == "jsonl":
-            report.written = write_jsonl(records, output_path(out, split, fmt), overwrite=overwrite)
-            report.paths.insert(0, output_path(out, split, fmt))
-        else:
-            counted = _count(records, report)
-            report.paths[:0] = write_shards(counted, out / split, per_shard=per_shard, overwrite=overwrite)
-        reports.append(report)
+    reports, artifacts, stale = [], set(), []
+    with staged_output(out) as stage:
+        for split in splits:
+            report = SplitReport(split)
+            records = _records(converter(src, split), report, stage, out, overwrite, progress, artifacts)
+            if fmt == "jsonl":
+                report.written = write_jsonl(records, output_path(stage, split, fmt))
+                report.paths.insert(0, output_path(out, split, fmt))
+            else:
+                shards = write_shards(_count(records, report), stage / split, per_shard=per_shard)
+                report.paths[:0] = [out / path.name for path in shards]
+                stale += stale_shards(out, split, shards)
+            reports.append(report)
+    for path in stale:
+        path.unlink()
     return reports
 
 
@@ -132,8 +173,17 @@ def _describe_paths(paths: list[Path]) -> str:
     return ", ".join(described + others) or "nothing written"
 
 
+CONSOLE_SCRIPT = "lavis-ib-convert-data"
+
+
+def _program_name() -> str:
+    """How the user ran us, for the usage line: the console script's name, else the `python -m` form."""
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return CONSOLE_SCRIPT if invoked == CONSOLE_SCRIPT else "python -m lavis_ib.datasets.convert"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lavis_ib.datasets.convert", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=_program_name(), description=__doc__.split("\n")[0])
     parser.add_argument("name", help=f"dataset name, one of: {', '.join(list_converters())}")
     parser.add_argument("--src", required=True, help="the dataset's folder as its authors distribute it")
     parser.add_argument("--out", help="output folder (default: <cache root>/datasets/NAME)")
@@ -145,6 +195,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI: exit status 0 on success, 2 on a usage or input error (message on stderr, nothing written)."""
     args = parse_args(argv)
     try:
         reports = convert(

@@ -214,5 +214,7 @@ def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
     import webdataset as wds
 
     for path in paths:
-        for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
+        # One shard at a time and split by ShardDataset itself: webdataset must not split by node or worker again.
+        for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False, nodesplitter=None,
+                                     workersplitter=None):
             yield _parse_line(sample["json"], f"{path}:{sample['__key__']}.json")

@@ -1,4 +1,5 @@
-"""Balanced multi-dataset sampling (paper §2.4): dataset d is drawn with probability ∝ sqrt(size_d) × multiplier_d.
+"""Balanced multi-dataset sampling (paper §2.4): dataset d is drawn with probability ∝ sqrt(size_d) × its configured
+`sample_ratio`.
 
 Datasets are mixed per sample. The stream is a pure function of (seed, rank, position): dataset choices come in
 fixed blocks from a generator seeded by (seed, rank, block), and the j-th draw of a dataset is element j of a chain
@@ -165,14 +166,16 @@ class MixtureDataset(Dataset):
 
 
 def balanced_mixture(
-    datasets: Mapping[str, Dataset], multipliers: Mapping[str, float] | None = None, seed: int = 0, rank: int = 0,
-    world_size: int = 1,
+    datasets: Mapping[str, Dataset], *, seed: int = 0, rank: int = 0, world_size: int = 1
 ) -> tuple[MixtureDataset, BalancedSampler]:
-    """The mixture of `datasets` and its sampler, logging the effective ratios."""
+    """The mixture of `datasets` and its sampler, logging the effective ratios.
+
+    Each dataset's multiplier is its `sample_ratio` (set from its config's `sample_ratio` by the builder; 1 for a
+    dataset without one): the config is the one place a mixture is tuned.
+    """
     sizes = {name: len(dataset) for name, dataset in datasets.items()}
+    multipliers = {name: float(getattr(dataset, "sample_ratio", 1.0)) for name, dataset in datasets.items()}
     ratios = balanced_ratios(sizes, multipliers)
     logger.info("balanced sampling ratios (rank %d):\n%s", rank, describe_ratios(sizes, ratios))
     sampler = BalancedSampler(list(sizes.values()), list(ratios.values()), seed, rank, world_size)
     return MixtureDataset(datasets), sampler
-
-

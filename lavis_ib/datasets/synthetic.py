@@ -18,7 +18,6 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lavis_ib.common.media import encode_video
 from lavis_ib.common.paths import cache_root
 from lavis_ib.common.registry import registry
 from lavis_ib.datasets.converters.base import Artifact, Skip, find_source, load_json, register_converter
@@ -121,6 +120,8 @@ def _random_scene(rng: random.Random, index: int, n_images: int) -> Scene:
 
 def generate_world(root: str | Path, n_images: int = 600, n_videos: int = 48, seed: int = 0) -> Path:
     """Draw the world's images and videos under `root` and write `root/world.json`; returns its path."""
+    from lavis_ib.common.media import encode_video  # torch-backed; the converters registered here must not need it
+
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "videos").mkdir(parents=True, exist_ok=True)

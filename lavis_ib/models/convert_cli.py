@@ -1,4 +1,5 @@
-"""`python -m lavis_ib.models.convert`: rename a weight file between LAVIS/lavis_ib and HF transformers key names.
+"""`lavis-ib-convert-weights` (or `python -m lavis_ib.models.convert_cli`): rename a weight file between
+LAVIS/lavis_ib and HF transformers key names.
 
 Reads a LAVIS `.pth` (plain or `{"model": ...}`) or a `.safetensors` file and writes `.safetensors` (or `.pth`)
 with the other side's names. Whole models with tokenizers and config go through `model.export_hf(dir)` instead.
@@ -7,6 +8,7 @@ with the other side's names. Whole models with tokenizers and config go through 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -16,8 +18,9 @@ from lavis_ib.models.checkpoint import read_state_dict
 from lavis_ib.models.convert import ARCH_PROJ, hf_to_lavis_state_dict, lavis_to_hf_state_dict
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    """The CLI: convert `src` to `dst` with the other side's names; exit status 0 (argparse exits 2 on bad usage)."""
+    parser = argparse.ArgumentParser(prog="lavis-ib-convert-weights", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("src", type=Path, help="input weights (.pth/.bin/.safetensors)")
     parser.add_argument("dst", type=Path, help="output weights (.safetensors or .pth)")
     parser.add_argument("--arch", required=True, choices=sorted(ARCH_PROJ))
@@ -32,4 +35,8 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         torch.save({"model": state}, args.dst)
     print(f"wrote {len(state)} tensors with {args.to} names to {args.dst}")
-    return args.dst
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,8 @@
 
 Importing this package registers every processor; `load_processor` builds one by name and `build_processors` builds
 the train/eval visual and text processors of a model's `preprocess` config (LAVIS `load_preprocess`).
+`model_vis_defaults` reads the image size and normalisation a model expects, and `with_vis_defaults` fills them into
+a dataset's visual processor entries that do not set them (so datasets follow the model).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from lavis_ib.processors.text import BlipCaptionProcessor, BlipQuestionProcessor
 from lavis_ib.processors.video import VideoEvalProcessor, VideoTrainProcessor
 
 SPLITS = ("train", "eval")
+VIS_DEFAULT_KEYS = ("image_size", "mean", "std")
+"""The visual processor keys a model dictates to datasets (unless a dataset config sets them)."""
 
 
 def load_processor(name: str, cfg: Any = None) -> BaseProcessor:
@@ -52,6 +56,32 @@ def build_processors(preprocess_cfg: Any) -> tuple[dict[str, BaseProcessor], dic
     return _build_splits(cfg.get("vis_processor")), _build_splits(cfg.get("text_processor"))
 
 
+def model_vis_defaults(preprocess_cfg: Any) -> dict[str, Any]:
+    """`{image_size, mean, std}` (those set) of a model's `preprocess.vis_processor` (its eval entry, else train)."""
+    section = config_to_dict(config_to_dict(preprocess_cfg).get("vis_processor"))
+    entry = config_to_dict(section.get("eval") or section.get("train"))
+    return {key: entry[key] for key in VIS_DEFAULT_KEYS if entry.get(key) is not None}
+
+
+def with_vis_defaults(section: Any, defaults: Any, source: str = "vis_processor") -> dict[str, Any]:
+    """A `vis_processor` section whose train/eval entries get each of `defaults` they lack and their processor accepts.
+
+    Keys an entry sets win over `defaults`; `source` names the section in errors.
+    """
+    defaults = config_to_dict(defaults)
+    unknown = sorted(set(defaults) - set(VIS_DEFAULT_KEYS))
+    if unknown:
+        raise ValueError(f"{source}: visual defaults accept only {', '.join(VIS_DEFAULT_KEYS)}, got {unknown}")
+    filled = {}
+    for split, entry in config_to_dict(section).items():
+        entry = config_to_dict(entry)
+        if "name" in entry:
+            accepted = registry.get_processor_class(entry["name"]).config_defaults()
+            entry = {**{k: v for k, v in defaults.items() if k in accepted and v is not None}, **entry}
+        filled[split] = entry
+    return filled
+
+
 __all__ = [
     "BaseProcessor",
     "Blip2ImageTrainProcessor",
@@ -67,6 +97,8 @@ __all__ = [
     "build_processors",
     "image",
     "load_processor",
+    "model_vis_defaults",
     "text",
     "video",
+    "with_vis_defaults",
 ]

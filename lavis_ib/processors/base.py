@@ -31,8 +31,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 class BaseProcessor:
     """The identity processor, and the base of every processor: subclasses declare config keys in `__init__`."""
 
-    def __call__(self, item: Any) -> Any:
-        """Return `item` unchanged."""
+    def __call__(self, item: Any, generator: Any = None) -> Any:
+        """Return `item` unchanged (visual processors take the per-sample `generator` their random steps draw from)."""
         return item
 
     @classmethod

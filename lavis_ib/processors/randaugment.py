@@ -2,8 +2,8 @@
 
 Magnitudes follow the LAVIS definition on a 0..10 scale: enhance factor (M/10)*1.8+0.1 (1.0, i.e. identity, at the
 default M=5), shear ±(M/10)*0.3, translate ±(M/10)*translate_const pixels, rotate ±(M/10)*30 degrees, each with a
-random sign; geometric ops fill uncovered pixels with grey. Randomness comes from torch's global generator, so one
-`torch.manual_seed` makes the whole training transform (torchvision crops included) reproducible.
+random sign; geometric ops fill uncovered pixels with grey. Randomness comes from the `generator` passed in (the
+datasets seed one per sample), or from torch's global generator when none is given.
 """
 
 from __future__ import annotations
@@ -118,12 +118,12 @@ class RandomAugment:
         span = self.translate_const if name in _TRANSLATE_OPS else _SPANS.get(name, 0.0)
         return sign * level * span
 
-    def sample(self) -> list[tuple[str, float]]:
+    def sample(self, generator: torch.Generator | None = None) -> list[tuple[str, float]]:
         """Draw this image's (op name, value) list: n ops with replacement, each kept with probability `prob`."""
-        chosen = torch.randint(len(self.ops), (self.n,)).tolist()
+        chosen = torch.randint(len(self.ops), (self.n,), generator=generator).tolist()
         plan = []
         for index in chosen:
-            applied, negative = (torch.rand(2) < torch.tensor([self.prob, 0.5])).tolist()
+            applied, negative = (torch.rand(2, generator=generator) < torch.tensor([self.prob, 0.5])).tolist()
             if applied:
                 name = self.ops[index]
                 plan.append((name, self.op_value(name, -1 if negative else 1)))
@@ -135,9 +135,9 @@ class RandomAugment:
             image = OPS[name](image, value, self.fill)
         return image
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        """Augment one PIL image (a fresh random plan per call); returns a PIL image."""
-        return self.apply(image, self.sample())
+    def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
+        """Augment one PIL image with a plan drawn from `generator`; returns a PIL image."""
+        return self.apply(image, self.sample(generator))
 
     def __repr__(self) -> str:
         return f"RandomAugment(n={self.n}, m={self.m}, prob={self.prob}, ops={list(self.ops)})"

@@ -4,6 +4,7 @@ Input: a video path, a dict `{"path": ..., "start": seconds, "end": seconds}`, o
 `n_frms` frames are sampled at evenly spaced centres of the clip. Deviations from LAVIS, on purpose: frames are RGB
 (LAVIS's eval path hands BGR to the model, a bug), `image_size` defaults to 224 (LAVIS: 256 when unset) and `n_frms`
 to 8 (LAVIS: MAX_INT, i.e. every frame), resizing is antialiased bicubic, and training has no per-video RandAugment.
+The training crop and flip draw from the `generator` passed to the call (seeded per sample by the datasets).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any, Union
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from torchvision import transforms
 
 from lavis_ib.common.media import decode_video_frames, open_image, uniform_indices
 from lavis_ib.common.registry import registry
 from lavis_ib.processors.base import BaseProcessor
-from lavis_ib.processors.image import BICUBIC, IMAGE_MEAN, IMAGE_STD, normalization
+from lavis_ib.processors.image import (
+    BICUBIC, CROP_RATIO, IMAGE_MEAN, IMAGE_STD, coin, normalization, random_resized_crop_params,
+)
 
 VideoInput = Union[str, "os.PathLike[str]", Mapping[str, Any], Sequence[str]]
 
@@ -57,14 +59,14 @@ class VideoProcessor(BaseProcessor):
         self.image_size, self.n_frms = image_size, n_frms
         self.normalize = normalization(mean, std)
 
-    def geometry(self, frames: torch.Tensor) -> torch.Tensor:
+    def geometry(self, frames: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Resize/crop uint8 frames [T, 3, H, W] to [T, 3, S, S]; defined by each subclass."""
         raise NotImplementedError
 
-    def __call__(self, item: VideoInput) -> torch.Tensor:
-        """Process one clip into a normalised float tensor [3, T, S, S] (channels RGB)."""
+    def __call__(self, item: VideoInput, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Process one clip into a normalised float tensor [3, T, S, S] (channels RGB); random steps use `generator`."""
         frames = load_clip(item, self.n_frms).permute(0, 3, 1, 2)
-        frames = self.geometry(frames).float().div(255)
+        frames = self.geometry(frames, generator).float().div(255)
         return self.normalize(frames).permute(1, 0, 2, 3).contiguous()
 
     def __repr__(self) -> str:
@@ -88,13 +90,14 @@ class VideoTrainProcessor(VideoProcessor):
         super().__init__(image_size, n_frms, mean, std)
         self.scale = (min_scale, max_scale)
 
-    def geometry(self, frames: torch.Tensor) -> torch.Tensor:
+    def geometry(self, frames: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Crop the same random box from every frame, resize it to S x S, and flip all frames or none."""
-        ratio = (3.0 / 4.0, 4.0 / 3.0)
-        top, left, height, width = transforms.RandomResizedCrop.get_params(frames, list(self.scale), list(ratio))
+        top, left, height, width = random_resized_crop_params(
+            frames.shape[-1], frames.shape[-2], self.scale, CROP_RATIO, generator
+        )
         size = [self.image_size, self.image_size]
         frames = TF.resized_crop(frames, top, left, height, width, size, interpolation=BICUBIC, antialias=True)
-        return TF.hflip(frames) if torch.rand(1).item() < 0.5 else frames
+        return TF.hflip(frames) if coin(0.5, generator) else frames
 
 
 @registry.register_processor("alpro_video_eval")
@@ -111,7 +114,7 @@ class VideoEvalProcessor(VideoProcessor):
     ):
         super().__init__(image_size, n_frms, mean, std)
 
-    def geometry(self, frames: torch.Tensor) -> torch.Tensor:
-        """Resize every frame to S x S."""
+    def geometry(self, frames: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Resize every frame to S x S (deterministic: `generator` is unused)."""
         size = [self.image_size, self.image_size]
         return TF.resize(frames, size, interpolation=BICUBIC, antialias=True)

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from lavis_ib import Config, dataset_zoo, load_dataset, registry
 from lavis_ib.common.media import MediaError
 from lavis_ib.datasets import collate
+from lavis_ib.datasets.builders import UnreadableDatasetError
 from lavis_ib.datasets.convert import convert
 from lavis_ib.datasets.templates import VQA
 from tests.datasets.converters.test_vqa import TEN, write_vqav2
@@ -58,18 +59,18 @@ def test_template_choice_is_seeded_per_example_and_changes_with_epoch(vqav2_cach
     assert len(drawn) == len(VQA)
 
 
-def test_missing_image_is_skipped_and_counted_and_the_batch_stays_aligned(vqav2_cache):
+def test_batches_stay_aligned_and_a_dataset_without_readable_images_fails(vqav2_cache):
+    """(Replacement of unreadable records and skip counts over workers: test_loading.py.)"""
     train = load_dataset("vqav2", vqav2_block(), splits=["train"])["train"]
     image_path = vqav2_cache / "coco/images/train2014/COCO_train2014_000000000009.jpg"
     (image_path.parent / "COCO_train2014_000000000025.jpg").write_bytes(b"not a jpeg")
-    batch = collate([train[0], train[1]])
+    (batch,) = list(DataLoader(train, batch_size=2, num_workers=2, collate_fn=train.collater))
     assert batch["image"].shape == (2, 3, 32, 32)  # both questions are about image 9
     assert [len(a) for a in batch["answers"]] == [10, 10] and batch["question_id"] == [90, 91]
+    assert "skipped" not in batch
     image_path.unlink()
-    loader = DataLoader(train, batch_size=2, collate_fn=train.collater)
-    (batch,) = list(loader)
-    assert "image" not in batch and len(batch["skipped"]) == 2 and "file not found" in batch["skipped"][0]
-    assert train.skipped == 2
+    with pytest.raises(UnreadableDatasetError, match="vqav2: record 1 is unreadable .*file not found.* every other"):
+        train[1]
 
 
 def test_strict_mode_raises_with_the_path(vqav2_cache):
@@ -108,8 +109,17 @@ def test_project_config_merges_dataset_defaults(tmp_path):
     assert cfg.datasets_cfg.vqav2.sample_ratio == 2.0 and cfg.datasets_cfg.vqav2.instruction.train == "vqa"
 
 
-def test_dataset_zoo_lists_registered_datasets():
-    assert "vqav2" in dataset_zoo and "vqav2" in str(dataset_zoo)
+def test_dataset_zoo_rows_give_role_splits_and_metric_from_the_configs():
+    rows = {row[0]: row for row in dataset_zoo.rows()}
+    assert rows["vqav2"] == ("vqav2", "held_in", "image question answering", "train, val", "vqa_accuracy")
+    assert rows["msvd_qa"] == ("msvd_qa", "held_out", "video question answering", "train, val, test", "accuracy")
+    assert rows["hateful_memes"][1:] == ("held_out", "image classification", "dev_seen, dev_unseen", "roc_auc")
+    assert rows["visdial"][3:] == ("val", "mrr")
+    real = [row for name, row in rows.items() if not name.startswith("synthetic_")]
+    assert len(real) == 26 and sum(row[1] == "held_out" for row in real) == 13
+    table = str(dataset_zoo).splitlines()
+    assert table[0].split() == ["name", "role", "category", "splits", "metric"] and len(table) == 2 + len(rows)
+    assert table[2 + sorted(rows).index("vqav2")].split()[:3] == ["vqav2", "held_in", "image"]
 
 
 def test_config_variant_type_selects_its_yaml(tmp_path):

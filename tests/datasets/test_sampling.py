@@ -70,19 +70,34 @@ def test_each_dataset_is_a_permutation_per_epoch():
     assert first_epochs == [list(range(5))] * 3
 
 
+class Numbers:
+    """A stand-in dataset of `n` items naming their dataset, with an optional configured `sample_ratio`."""
+
+    def __init__(self, name, n, sample_ratio=None):
+        self.name, self.n = name, n
+        if sample_ratio is not None:
+            self.sample_ratio = sample_ratio
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {"dataset": self.name, "index": i}
+
+
 def test_mixture_dataset_serves_items_of_each_dataset():
-    class Numbers:
-        def __init__(self, name, n):
-            self.name, self.n = name, n
-
-        def __len__(self):
-            return self.n
-
-        def __getitem__(self, i):
-            return {"dataset": self.name, "index": i}
-
     mixture, sampler = balanced_mixture({"a": Numbers("a", 4), "b": Numbers("b", 9)}, seed=0)
     assert isinstance(mixture, MixtureDataset)
     items = [mixture[key] for key in draws(sampler, 50)]
     assert {item["dataset"] for item in items} == {"a", "b"}
     assert all(item["index"] < (4 if item["dataset"] == "a" else 9) for item in items)
+
+
+def test_mixture_multipliers_are_each_datasets_configured_sample_ratio():
+    """sqrt(4) × 2 : sqrt(9) × 1 = 4 : 3; a dataset without `sample_ratio` counts 1; there is no second source."""
+    _, sampler = balanced_mixture({"a": Numbers("a", 4, sample_ratio=2.0), "b": Numbers("b", 9)}, seed=0)
+    assert np.allclose(sampler.probabilities, [4 / 7, 3 / 7])
+    _, muted = balanced_mixture({"a": Numbers("a", 4, sample_ratio=0.0), "b": Numbers("b", 9)}, seed=0)
+    assert muted.probabilities.tolist() == [0.0, 1.0] and {d for d, _, _ in draws(muted, 200)} == {1}
+    with pytest.raises(TypeError):
+        balanced_mixture({"a": Numbers("a", 4)}, {"a": 2.0})

@@ -12,13 +12,14 @@ import av
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 
 from lavis_ib.common import media
 from lavis_ib.common.media import MediaError, decode_video_frames
 from lavis_ib.common.registry import registry
 from lavis_ib.processors import load_processor
-from lavis_ib.processors.image import IMAGE_MEAN, IMAGE_STD
+from lavis_ib.processors.image import BICUBIC, CROP_RATIO, IMAGE_MEAN, IMAGE_STD, coin, random_resized_crop_params
 from lavis_ib.processors.video import VideoEvalProcessor, VideoTrainProcessor
 
 N_FRAMES, FPS, SIDE = 12, 12, 32
@@ -174,3 +175,34 @@ def test_video_processor_errors_name_the_input(tmp_path: Path) -> None:
         load_processor("video_eval")({"start": 0.0})
     with pytest.raises(TypeError):
         load_processor("video_eval")([])
+
+
+def test_video_eval_normalises_known_colours_exactly(tmp_path: Path) -> None:
+    """Uniform PNG frames of colour (20k + 15, 100, 0) give (colour / 255 - mean) / std at every pixel of frame k."""
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"frame{k}.png"))
+        Image.new("RGB", (20, 12), _frame_colour(k)).save(paths[-1])
+    output = load_processor("video_eval", {"image_size": 8, "n_frms": 3})(paths)
+    colours = torch.tensor([_frame_colour(k) for k in range(3)], dtype=torch.float32).T[:, :, None, None]
+    expected = ((colours / 255 - MEAN) / STD).expand(3, 3, 8, 8)
+    assert torch.allclose(output, expected, atol=1e-6)
+    assert output[0, 2, 0, 0].item() == pytest.approx((55 / 255 - IMAGE_MEAN[0]) / IMAGE_STD[0], abs=1e-6)
+
+
+def test_video_train_crop_and_flip_come_from_the_generator(tmp_path: Path) -> None:
+    """The clip equals the crop box and flip drawn from the same seed, applied to every frame; global seed unused."""
+    processor = load_processor("video_train", {"image_size": 24, "n_frms": 2})
+    frames = _gradient_frames(tmp_path, 2)
+    pixels = torch.from_numpy(np.array(Image.open(frames[0]))).permute(2, 0, 1)
+    outputs = []
+    for seed in range(4):
+        generator = torch.Generator().manual_seed(seed)
+        box = random_resized_crop_params(60, 40, (0.5, 1.0), CROP_RATIO, generator)
+        expected = TF.resized_crop(pixels, *box, [24, 24], interpolation=BICUBIC, antialias=True)
+        expected = TF.hflip(expected) if coin(0.5, generator) else expected
+        expected = (expected.float() / 255 - MEAN[:, 0]) / STD[:, 0]
+        torch.manual_seed(100 + seed)
+        outputs.append(processor(frames, generator=torch.Generator().manual_seed(seed)))
+        assert torch.allclose(outputs[-1], expected[:, None].expand(3, 2, 24, 24), atol=1e-6)
+    assert len({tuple(o[0, 0, 0, :4].tolist()) for o in outputs}) == 4

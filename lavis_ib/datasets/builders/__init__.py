@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from lavis_ib.common.registry import registry
 from lavis_ib.datasets.builders.base import DATASET_CONFIGS, DatasetBuilder, builder_for
-from lavis_ib.datasets.builders.dataset import ItemMaker, RecordDataset, ShardDataset, Skipped, collate
+from lavis_ib.datasets.builders.dataset import (
+    ItemMaker, RecordDataset, ShardDataset, SkipCounter, Skipped, UnreadableDatasetError, collate,
+)
 from lavis_ib.datasets.builders.schema import DatasetConfig
 
 
@@ -18,6 +20,6 @@ def _register_generic_builders() -> None:
 _register_generic_builders()
 
 __all__ = [
-    "DatasetBuilder", "DatasetConfig", "ItemMaker", "RecordDataset", "ShardDataset", "Skipped", "builder_for",
-    "collate",
+    "DatasetBuilder", "DatasetConfig", "ItemMaker", "RecordDataset", "ShardDataset", "SkipCounter", "Skipped",
+    "UnreadableDatasetError", "builder_for", "collate",
 ]

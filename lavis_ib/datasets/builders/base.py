@@ -3,27 +3,37 @@
 Every dataset with a `configs/datasets/<name>/defaults.yaml` gets one, registered under `<name>`; a dataset that
 needs different behaviour registers its own subclass under the same name first. Variants other than `default` live
 next to it as `<variant>.yaml`.
+
+Precedence, most specific first. Relative storage paths resolve under the dataset config's `data_root`, else the
+`data_root` given to the builder (a run-wide value), else the cache root (`$LAVIS_IB_CACHE`, `~/.cache/lavis_ib`).
+Visual processors take `image_size` / `mean` / `std` from the dataset config's entry, else from `vis_defaults` (the
+model's preprocessing, `processors.model_vis_defaults`), else DEFAULT_IMAGE_SIZE and the CLIP normalisation.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from lavis_ib.common.paths import cache_root, configs_root, resolve_under
+from lavis_ib.common.paths import cache_root, configs_root, data_root, resolve_under
 from lavis_ib.common.schema import ConfigError, from_dict
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import ItemMaker, RecordDataset, ShardDataset
 from lavis_ib.datasets.builders.schema import DatasetConfig
 from lavis_ib.datasets.records import JsonlRecords
-from lavis_ib.processors import build_processors
+from lavis_ib.processors import build_processors, with_vis_defaults
+
+logger = logging.getLogger(__name__)
 
 DATASET_CONFIGS = configs_root / "datasets"
 TRAIN_SPLIT = "train"
+DEFAULT_IMAGE_SIZE = 224
+"""InstructBLIP's input size: the visual processors' size when neither the dataset config nor the model sets one."""
 
 
 def _plain(node: Any) -> dict:
@@ -37,14 +47,21 @@ class DatasetBuilder:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, cfg: Any = None, source: str | None = None):
-        """`cfg`: None (the default YAML), a YAML path, or a mapping/OmegaConf node of this dataset's block."""
+    def __init__(
+        self, cfg: Any = None, source: str | None = None, data_root: str | os.PathLike | None = None,
+        vis_defaults: dict | None = None,
+    ):
+        """`cfg`: None (the default YAML), a YAML path, or a mapping/OmegaConf node of this dataset's block.
+
+        `data_root` and `vis_defaults` apply where the dataset config does not set its own (module docstring).
+        """
         if cfg is None or isinstance(cfg, (str, os.PathLike)):
             path = Path(cfg) if cfg is not None else self.default_config_path()
             cfg, source = self.load_config_file(path), str(path)
-        self.config: DatasetConfig = from_dict(
-            DatasetConfig, _plain(cfg), source or f"datasets.{self.name}", f"datasets.{self.name}"
-        )
+        self.source = source or f"datasets.{self.name}"
+        self.config: DatasetConfig = from_dict(DatasetConfig, _plain(cfg), self.source, f"datasets.{self.name}")
+        self.data_root = data_root
+        self.vis_defaults = {"image_size": DEFAULT_IMAGE_SIZE, **(vis_defaults or {})}
 
     @classmethod
     def config_schema(cls) -> type:
@@ -76,10 +93,15 @@ class DatasetBuilder:
     def splits(self) -> list[str]:
         return list(self.config.build_info.annotations)
 
+    @property
+    def root(self) -> Path:
+        """The folder relative storage paths resolve under (module docstring: config, then argument, then cache)."""
+        return data_root(self.config.data_root, self.data_root)
+
     def storage(self, split: str) -> Path:
         entry = self.config.build_info.annotations[split]
         location = entry["storage"] if isinstance(entry, dict) else entry
-        return resolve_under(location, cache_root())
+        return resolve_under(location, self.root)
 
     def media_root(self, vis_path: str | None = None) -> Path | None:
         """Where media paths of the records are relative to (`vis_path` overrides the config)."""
@@ -87,12 +109,17 @@ class DatasetBuilder:
             return Path(vis_path).expanduser()
         info = self.config.build_info
         entry = info.videos if self.config.data_type == "videos" and info.videos else info.images
-        return resolve_under(entry.storage, cache_root()) if entry is not None else None
+        return resolve_under(entry.storage, self.root) if entry is not None else None
+
+    def vis_processor_config(self) -> dict:
+        """The `vis_processor` section with `vis_defaults` filled into entries that do not set those keys."""
+        return with_vis_defaults(self.config.vis_processor, self.vis_defaults, f"{self.source}: vis_processor")
 
     def item_maker(self, split: str, vis_path: str | None = None) -> ItemMaker:
         cfg = self.config
         mode = "train" if split == TRAIN_SPLIT else "eval"
-        vis, text = build_processors({"vis_processor": cfg.vis_processor, "text_processor": cfg.text_processor})
+        sections = {"vis_processor": self.vis_processor_config(), "text_processor": cfg.text_processor}
+        vis, text = build_processors(sections)
         spec = cfg.instruction.train if mode == "train" else cfg.instruction.eval
         return ItemMaker(
             name=self.name,
@@ -112,7 +139,7 @@ class DatasetBuilder:
         entry = self.config.build_info.answer_list
         if entry is None:
             return None
-        path = resolve_under(entry.storage, cache_root())
+        path = resolve_under(entry.storage, self.root)
         if not path.is_file():
             raise FileNotFoundError(f"{self.name}: answer list not found at {path} (the converter writes it)")
         answers = json.loads(path.read_text(encoding="utf-8"))
@@ -120,32 +147,69 @@ class DatasetBuilder:
             raise ValueError(f"{path}: expected a JSON list of answer strings")
         return answers
 
+    def convert_command(self, split: str) -> str:
+        """The command that writes `split` where this builder reads it."""
+        command = f"python -m lavis_ib.datasets.convert {self.name} --src <original folder> --split {split}"
+        location = self.storage(split)
+        if location.suffix == ".tar" or "*" in location.name:
+            command += " --format wds"
+        if location.parent != cache_root() / "datasets" / self.name:
+            command += f" --out {location.parent}"
+        return command
+
+    def missing(self, split: str) -> str | None:
+        """Why `split` cannot be loaded (its records are absent: path and convert command), or None when it can."""
+        if split not in self.config.build_info.annotations:
+            known = ", ".join(self.splits)
+            raise KeyError(f"dataset {self.name!r} has no split {split!r}; configured splits: {known}")
+        location = self.storage(split)
+        if location.suffix == ".tar" or "*" in location.name:
+            found = any(location.parent.glob(location.name))
+        else:
+            found = location.is_file()
+        if found:
+            return None
+        command = self.convert_command(split)
+        return f"{self.name} {split}: records not found at {location}; convert them with `{command}`"
+
     def build_split(self, split: str, vis_path: str | None = None, rank: int = 0, world_size: int = 1):
-        """One split as a `RecordDataset` (JSON lines) or a `ShardDataset` (webdataset shards), with its answer list."""
-        dataset = self._build_split(split, vis_path, rank, world_size)
+        """One split as a `RecordDataset` (JSON lines) or a `ShardDataset` (webdataset shards, this rank's share).
+
+        The dataset carries its answer list and its `sample_ratio` (the balanced-sampling multiplier). Only the train
+        split replaces unreadable records; evaluation splits skip them, so no sample is scored twice.
+        """
+        reason = self.missing(split)
+        if reason is not None:
+            raise FileNotFoundError(reason)
+        location = self.storage(split)
+        make_item = self.item_maker(split, vis_path)
+        ratio, train = self.config.sample_ratio, split == TRAIN_SPLIT
+        if location.suffix == ".tar" or "*" in location.name:
+            shards = sorted(location.parent.glob(location.name))
+            dataset = ShardDataset(shards, make_item, rank, world_size, ratio, replace_unreadable=train)
+        else:
+            dataset = RecordDataset(JsonlRecords(location), make_item, ratio, replace_unreadable=train)
         dataset.answer_list = self.answer_list()
         return dataset
 
-    def _build_split(self, split: str, vis_path: str | None, rank: int, world_size: int):
-        if split not in self.config.build_info.annotations:
-            raise KeyError(f"dataset {self.name!r} has no split {split!r}; configured splits: {', '.join(self.splits)}")
-        location = self.storage(split)
-        make_item = self.item_maker(split, vis_path)
-        if location.suffix == ".tar" or "*" in location.name:
-            shards = sorted(location.parent.glob(location.name))
-            if not shards:
-                raise FileNotFoundError(f"{self.name} {split}: no shards match {location}")
-            return ShardDataset(shards, make_item, rank, world_size)
-        if not location.is_file():
-            raise FileNotFoundError(
-                f"{self.name} {split}: records not found at {location}; convert them with "
-                f"`python -m lavis_ib.datasets.convert {self.name} --src <original folder> --split {split}`"
-            )
-        return RecordDataset(JsonlRecords(location), make_item)
+    def build_datasets(
+        self, splits: Sequence[str] | None = None, vis_path: str | None = None, rank: int = 0, world_size: int = 1
+    ) -> dict:
+        """`{split: dataset}` for the named splits (each must exist), or for every configured split that exists.
 
-    def build_datasets(self, splits: Sequence[str] | None = None, vis_path: str | None = None) -> dict:
-        """`{split: dataset}` for the given splits (default: every configured split)."""
-        return {split: self.build_split(split, vis_path) for split in (splits or self.splits)}
+        Without `splits`, a split not converted yet is left out with a warning naming its path and convert command;
+        it is an error only when none exists. `rank` / `world_size` pick each rank's shards of a sharded split.
+        """
+        if splits:
+            return {split: self.build_split(split, vis_path, rank, world_size) for split in splits}
+        reasons = {split: self.missing(split) for split in self.splits}
+        present = [split for split, reason in reasons.items() if reason is None]
+        if not present:
+            raise FileNotFoundError(f"{self.name}: no split is converted yet:\n  " + "\n  ".join(reasons.values()))
+        for reason in reasons.values():
+            if reason is not None:
+                logger.warning("%s (skipping this split; load it by name to make this an error)", reason)
+        return {split: self.build_split(split, vis_path, rank, world_size) for split in present}
 
 
 def builder_for(name: str) -> type[DatasetBuilder]:

@@ -2,15 +2,24 @@
 
 An item is `{"image": tensor [3,H,W] (or [3,T,H,W] for video), "text_input": instruction, "text_output": target,
 "instance_id", "dataset"}` plus every evaluation field the record has (`question_id`, `answers`, `choices`, ...).
-A record whose media cannot be read becomes a `Skipped` marker (counted) unless the dataset is strict.
+Every random draw of an item (template, answer, crop, flip, RandomAugment) is a pure function of (seed, epoch,
+index), so DataLoader workers, ranks and resumed runs see identical items. In training, a record whose media
+cannot be read is replaced by a readable record of the same dataset (found by a seeded probe), so batches keep their
+size on every rank; in evaluation it stays a `Skipped` marker that the collater drops, so no sample is scored twice.
+Either way it is listed in `batch["skipped"]` (count them with `SkipCounter`). With `strict: true` an unreadable
+record is an error instead.
 """
 
 from __future__ import annotations
 
+import logging
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
@@ -18,30 +27,66 @@ from lavis_ib.common.media import MediaError, open_image
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.records import iter_shards
 
+logger = logging.getLogger(__name__)
+
 PASSTHROUGH = (
     "question_id", "image_id", "answers", "captions", "choices", "label", "ocr_tokens", "context", "history",
     "answer_options", "gt_index", "meta",
 )
+REPLACES = "replaces"
+"""Item key: the `Skipped` records this item stands in for (moved into `batch["skipped"]` by `collate`)."""
+MAX_REPLACEMENT_PROBES = 64
+"""Unreadable records tried in a row before a dataset is declared unreadable (its media root is likely wrong)."""
+SHARD_STRIDE = 1 << 32
+"""A shard record's index is shard number × SHARD_STRIDE + position in the shard: stable across workers and ranks."""
+_AUGMENT_STREAM, _PROBE_STREAM = 1, 2
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """A sample dropped because its media could not be read; the collater removes it and reports it."""
+    """A record whose media could not be read: which dataset, which record, and why."""
 
     dataset: str
     index: int
     reason: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset}[{self.index}]: {self.reason}"
+
+
+class UnreadableDatasetError(RuntimeError):
+    """No readable record was found to replace an unreadable one: the dataset's media are missing or misplaced."""
+
+
+def sample_seed(seed: int, epoch: int, index: int, dataset: str = "", stream: int = _AUGMENT_STREAM) -> int:
+    """A 64-bit seed that is a pure function of (seed, epoch, index, dataset name, stream)."""
+    entropy = [seed % (1 << 64), epoch, index, zlib.crc32(dataset.encode()), stream]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+def sample_generator(seed: int, epoch: int, index: int, dataset: str = "") -> torch.Generator:
+    """The torch generator the augmentations of sample `index` in `epoch` draw from (cf. `templates.example_rng`)."""
+    return torch.Generator().manual_seed(sample_seed(seed, epoch, index, dataset))
+
+
+def replacement_probes(size: int, index: int, seed: int, epoch: int, dataset: str = "") -> list[int]:
+    """The records tried, in order, to replace unreadable record `index`: up to MAX_REPLACEMENT_PROBES others, drawn
+    without replacement by a generator seeded like the sample's own draws."""
+    rng = np.random.default_rng(sample_seed(seed, epoch, index, dataset, _PROBE_STREAM))
+    others = rng.choice(size - 1, size=min(size - 1, MAX_REPLACEMENT_PROBES), replace=False)
+    return [int(j) + int(j >= index) for j in others]
 
 
 def collate(samples: Sequence[dict | Skipped]) -> dict:
     """A batch dict: tensors stacked, everything else a per-sample list aligned with the batch.
 
     A key some samples lack is None for them (never dropped or flattened, so `batch[k][i]` always belongs to sample
-    i); skipped samples are removed and listed under `skipped`.
+    i). `batch["skipped"]` lists the `Skipped` records that items replaced (and any raw `Skipped` marker, dropped).
     """
     kept = [s for s in samples if not isinstance(s, Skipped)]
+    skipped = [entry for s in samples for entry in ([s] if isinstance(s, Skipped) else s.get(REPLACES, ()))]
     batch: dict[str, Any] = {}
-    keys = list(dict.fromkeys(key for sample in kept for key in sample))
+    keys = list(dict.fromkeys(key for sample in kept for key in sample if key != REPLACES))
     for key in keys:
         values = [sample.get(key) for sample in kept]
         if all(isinstance(v, torch.Tensor) for v in values):
@@ -51,15 +96,49 @@ def collate(samples: Sequence[dict | Skipped]) -> dict:
             batch[key] = torch.stack(values)
         else:
             batch[key] = values
-    skipped = [s for s in samples if isinstance(s, Skipped)]
     if skipped:
-        batch["skipped"] = [f"{s.dataset}[{s.index}]: {s.reason}" for s in skipped]
+        batch["skipped"] = skipped
     return batch
+
+
+class SkipCounter:
+    """Totals of unreadable records over the batches a run consumed, per dataset.
+
+    Counted from `batch["skipped"]` in the training process, so the totals are right with any number of DataLoader
+    workers (each worker's `dataset.skipped` only counts what that worker read). Sum across ranks with all-reduce.
+    """
+
+    def __init__(self) -> None:
+        self.by_dataset: Counter[str] = Counter()
+
+    def update(self, batch: Mapping[str, Any]) -> int:
+        """Count one batch's skipped records; returns how many it had."""
+        entries = batch.get("skipped") or ()
+        self.by_dataset.update(entry.dataset for entry in entries)
+        return len(entries)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_dataset.values())
+
+    def state_dict(self) -> dict[str, int]:
+        """The per-dataset counts, for a checkpoint."""
+        return dict(self.by_dataset)
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue counting from a checkpoint's counts."""
+        self.by_dataset = Counter(dict(state))
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name}: {count:,}" for name, count in self.by_dataset.most_common()) or "none"
 
 
 @dataclass
 class ItemMaker:
-    """Turns one record into one item: media path resolution, processors, instruction and target."""
+    """Turns one record into one item: media path resolution, processors, instruction and target.
+
+    `vis_processor` is called as `vis_processor(media, generator=...)` with the sample's seeded generator.
+    """
 
     name: str
     media_root: Path | None
@@ -97,8 +176,9 @@ class ItemMaker:
 
     def __call__(self, record: dict, index: int, epoch: int | None = None) -> dict | Skipped:
         epoch = self.epoch if epoch is None else epoch
+        generator = sample_generator(self.seed, epoch, index, self.name)
         try:
-            image = self.vis_processor(self.media(record))
+            image = self.vis_processor(self.media(record), generator=generator)
         except MediaError as error:
             if self.strict:
                 raise MediaError(f"{self.name} record {index}: {error}", path=error.path) from error
@@ -117,11 +197,32 @@ class ItemMaker:
         return item
 
 
-class RecordDataset(Dataset):
-    """Map-style dataset over a sequence of records (a `JsonlRecords` or a list)."""
+def _unreadable(make_item: ItemMaker, unreadable: Sequence[Skipped], size: int | None = None) -> UnreadableDatasetError:
+    """The error for a run of unreadable records: the dataset, the first record and reason, and where media are read."""
+    first, others = unreadable[0], len(unreadable) - 1
+    if size is not None and others == size - 1:
+        scope = f"and so is every other record of the dataset ({others:,})"
+    else:
+        scope = f"and so are the {others:,} records tried after it"
+    return UnreadableDatasetError(
+        f"{make_item.name}: record {first.index} is unreadable ({first.reason}) {scope}; check the media root "
+        f"{make_item.media_root} (build_info.images/videos.storage, data_root or vis_path)"
+    )
 
-    def __init__(self, records: Sequence[dict], make_item: ItemMaker):
-        self.records, self.make_item = records, make_item
+
+class RecordDataset(Dataset):
+    """Map-style dataset over a sequence of records (a `JsonlRecords` or a list).
+
+    `replace_unreadable` (training) swaps an unreadable record for a readable one, else it is returned as `Skipped`.
+    `sample_ratio` is the dataset's multiplier in balanced sampling; `skipped` counts the unreadable records this
+    process read (use `SkipCounter` on the batches for the total over DataLoader workers).
+    """
+
+    def __init__(
+        self, records: Sequence[dict], make_item: ItemMaker, sample_ratio: float = 1.0, replace_unreadable: bool = True
+    ):
+        self.records, self.make_item, self.sample_ratio = records, make_item, sample_ratio
+        self.replace_unreadable = replace_unreadable
         self.skipped = 0
 
     @property
@@ -134,39 +235,90 @@ class RecordDataset(Dataset):
     def __getitem__(self, index: int) -> dict | Skipped:
         return self.get(index, self.make_item.epoch)
 
-    def get(self, index: int, epoch: int) -> dict | Skipped:
-        """Item `index` with the template / answer draws of `epoch` (balanced sampling tracks epochs per dataset)."""
+    def _make(self, index: int, epoch: int) -> dict | Skipped:
         item = self.make_item(self.records[index], index, epoch)
         self.skipped += isinstance(item, Skipped)
         return item
 
+    def get(self, index: int, epoch: int) -> dict | Skipped:
+        """Item `index` with the draws of `epoch`; an unreadable record is replaced by the first readable probe."""
+        item = self._make(index, epoch)
+        if not isinstance(item, Skipped) or not self.replace_unreadable:
+            return item
+        unreadable = [item]
+        for probe in replacement_probes(len(self), index, self.make_item.seed, epoch, self.name):
+            item = self._make(probe, epoch)
+            if not isinstance(item, Skipped):
+                item[REPLACES] = unreadable
+                return item
+            unreadable.append(item)
+        raise _unreadable(self.make_item, unreadable, len(self))
+
     def set_epoch(self, epoch: int) -> None:
-        """Templates and random answers are drawn per (seed, epoch, index): a new epoch draws anew."""
+        """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""
         self.make_item.epoch = epoch
 
     collater = staticmethod(collate)
 
 
 class ShardDataset(IterableDataset):
-    """Streams records from webdataset shards; each rank and each DataLoader worker reads its own shards."""
+    """Streams records from webdataset shards; each rank and each DataLoader worker reads its own shards.
 
-    def __init__(self, shards: Sequence[Path], make_item: ItemMaker, rank: int = 0, world_size: int = 1):
-        self.shards, self.make_item = list(shards), make_item
-        self.rank, self.world_size = rank, world_size
+    With `replace_unreadable` (training) an unreadable record is dropped and listed with the next readable item, so
+    batches stay full; otherwise it is yielded as `Skipped`.
+    """
+
+    def __init__(
+        self, shards: Sequence[Path], make_item: ItemMaker, rank: int = 0, world_size: int = 1,
+        sample_ratio: float = 1.0, replace_unreadable: bool = True,
+    ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"{make_item.name}: rank {rank} out of range for world size {world_size}")
+        if len(shards) < world_size:
+            raise ValueError(f"{make_item.name}: {len(shards)} shards cannot be split across {world_size} ranks "
+                             f"(every rank needs at least one; write more shards)")
+        self.shards, self.make_item, self.sample_ratio = list(shards), make_item, sample_ratio
+        self.rank, self.world_size, self.replace_unreadable = rank, world_size, replace_unreadable
+        self.skipped = 0
 
     @property
     def name(self) -> str:
         return self.make_item.name
 
-    def my_shards(self) -> list[Path]:
-        """This rank's and this worker's share of the shards (round-robin)."""
+    def my_shards(self) -> list[tuple[int, Path]]:
+        """(shard number, path) of this rank's and this worker's share of the shards (round-robin)."""
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        mine = self.shards[self.rank :: self.world_size]
+        mine = list(enumerate(self.shards))[self.rank :: self.world_size]
         return mine[worker_id::workers]
 
+    def _records(self) -> Iterable[tuple[int, dict]]:
+        for number, shard in self.my_shards():
+            for position, record in enumerate(iter_shards([shard])):
+                yield number * SHARD_STRIDE + position, record
+
     def __iter__(self) -> Iterator[dict | Skipped]:
-        for index, record in enumerate(iter_shards(self.my_shards())):
-            yield self.make_item(record, index)
+        unreadable: list[Skipped] = []
+        for index, record in self._records():
+            item = self.make_item(record, index)
+            if isinstance(item, Skipped):
+                self.skipped += 1
+                if not self.replace_unreadable:
+                    yield item
+                    continue
+                unreadable.append(item)
+                if len(unreadable) > MAX_REPLACEMENT_PROBES:
+                    raise _unreadable(self.make_item, unreadable)
+                continue
+            if unreadable:
+                item[REPLACES], unreadable = unreadable, []
+            yield item
+        if unreadable:
+            logger.warning("%s: the last %d records of this stream were unreadable and not replaced: %s",
+                           self.name, len(unreadable), "; ".join(map(str, unreadable)))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""
+        self.make_item.epoch = epoch
 
     collater = staticmethod(collate)

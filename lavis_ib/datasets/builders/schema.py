@@ -12,7 +12,7 @@ ANSWER_SAMPLING = ("most_common", "random")
 
 @dataclass
 class Storage:
-    """A file or folder: absolute, `~`, or relative to the cache root."""
+    """A file or folder: absolute, `~`, or relative to the data root (`data_root`, default the cache root)."""
 
     storage: str
 
@@ -41,6 +41,7 @@ class DatasetConfig:
     """One dataset: storage, processors, instruction templates, and how it takes part in mixed training."""
 
     build_info: BuildInfo
+    data_root: Optional[str] = None  # root of relative storage paths (default: load_dataset's data_root, else cache)
     data_type: str = "images"
     role: str = "held_in"
     category: str = ""

@@ -3,8 +3,9 @@ with ScienceQA.
 
 Originals (lupantech/IconQA): `iconqa_data/problems.json` (dict pid → {question, choices, answer (index),
 ques_type ∈ choose_txt / choose_img / fill_in_blank, ...}) and `iconqa_data/pid_splits.json` (pid lists under
-`choose_txt_<split>`, or under `<split>` for every question type). `--src` is the folder holding `iconqa_data/` (or
-`iconqa_data` itself). LAVIS's `annotations_<split>.json` (list of {image, question, choices, answer index}) is read
+`choose_txt_<split>`, or under `<split>` for every question type). `--src` is the folder holding `iconqa_data/` (the
+repository's `data/`, where `tools/download_data_and_models.sh` unzips it), `iconqa_data` itself, or the repository
+root. LAVIS's `annotations_<split>.json` (list of {image, question, choices, answer index}) is read
 when the originals are absent.
 
 Record: image `iconqa_data/iconqa/<split>/choose_txt/<pid>/image.png`, text_input the question, choices, label the
@@ -27,7 +28,7 @@ from lavis_ib.datasets.converters.base import (
 )
 
 MULTI_TEXT_CHOICE = "choose_txt"
-ICONQA_DIRS = ("iconqa_data/", "")
+ICONQA_DIRS = ("iconqa_data/", "", "data/iconqa_data/")
 
 
 def read_problems(

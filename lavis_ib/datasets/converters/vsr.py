@@ -1,9 +1,10 @@
 """VSR (Visual Spatial Reasoning), the official zero-shot split.
 
-Originals (cambridgeltl/visual-spatial-reasoning): `splits/zeroshot/{train,dev,test}.jsonl`, one JSON per line
-{image: "000000050403.jpg", image_link, caption, label 0/1, relation, annotator_id, vote_true_validator_id,
-vote_false_validator_id}; label 1 = true. `zeroshot/<split>.jsonl` and a bare `<split>.jsonl` (LAVIS's mirror of
-the same lines) are read too. Images are one flat folder of COCO-2017 files.
+Originals (cambridgeltl/visual-spatial-reasoning): `data/splits/zeroshot/{train,dev,test}.jsonl`, one JSON per
+line {image: "000000050403.jpg", image_link, caption, label 0/1, relation, annotator_id, vote_true_validator_id,
+vote_false_validator_id}; label 1 = true. `--src` is the repository as cloned, its `data/` folder, `splits/`,
+`zeroshot/`, or a folder of bare `<split>.jsonl` files (LAVIS's mirror of the same lines). Images are one flat folder
+of COCO-2017 files.
 
 Record: image the file name, text_input the caption (the statement), label 0/1, text_output "false"/"true",
 choices ["false", "true"] (label indexes them), meta relation.
@@ -27,9 +28,12 @@ def binary_label(entry: dict, where: str) -> int:
     return label
 
 
-@register_converter("vsr", ("test", "dev", "train"), "splits/zeroshot/<split>.jsonl")
+ZEROSHOT_FOLDERS = ("data/splits/zeroshot/", "splits/zeroshot/", "zeroshot/", "")  # repository root first
+
+
+@register_converter("vsr", ("test", "dev", "train"), "data/splits/zeroshot/<split>.jsonl (repository root)")
 def convert_vsr(src: Path, split: str) -> Iterator[dict]:
-    path = find_source(src, f"splits/zeroshot/{split}.jsonl", f"zeroshot/{split}.jsonl", f"{split}.jsonl")
+    path = find_source(src, *(f"{folder}{split}.jsonl" for folder in ZEROSHOT_FOLDERS))
     for line, entry in load_jsonl(path):
         where = f"{path}:{line}"
         label = binary_label(entry, where)

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 from lavis_ib.datasets.convert import SplitReport, convert
 from lavis_ib.datasets.records import read_jsonl
+
+
+class Fixture(NamedTuple):
+    """An original-format fixture of one dataset: how to write it into a folder, the split, and its record count.
+
+    Each converter test module lists its datasets in `CATALOGUE = {name: Fixture(...)}`; `test_catalogue` converts
+    every one through the registry, so a dataset without a fixture, or a converter that breaks, fails there.
+    """
+
+    write: Callable[[Path], Any]
+    split: str
+    written: int
 
 
 def write_json(path: Path, content) -> Path:

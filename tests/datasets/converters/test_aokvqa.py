@@ -6,7 +6,7 @@ import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
 from lavis_ib.datasets.templates import VQA, render
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 DIRECT = ["bus", "bus", "coach", "bus", "van", "bus", "coach", "bus", "bus", "bus"]
 
@@ -87,3 +87,9 @@ def test_aokvqa_qg_val_loads_with_the_question_for_answer_prompt(tmp_path, monke
     assert items[0]["image"].shape == (3, 16, 16)
     assert items[0]["text_input"] == "Given the image, generate a question whose answer is: bus. Question:"
     assert items[0]["text_output"] == "What vehicle is this?"
+
+
+CATALOGUE = {
+    "aokvqa": Fixture(write_aokvqa, "train", 2),
+    "aokvqa_qg": Fixture(lambda src: write_aokvqa(src, "val"), "val", 2),
+}

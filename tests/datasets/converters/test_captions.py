@@ -7,7 +7,7 @@ import pytest
 from lavis_ib.datasets.converters.base import SourceError
 from lavis_ib.datasets.converters.captions import capfilt_image
 from lavis_ib.datasets.templates import CAPTION, render
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 # ------------------------------------------------------------------------------------------------------- fixtures
 
@@ -140,6 +140,7 @@ def test_coco_malformed_entry_names_file_and_entry(tmp_path):
     write_json(tmp_path / "dataset_coco.json", {"images": [{"split": "val", "sentences": [{"tokens": []}]}]})
     with pytest.raises(SourceError, match=r"dataset_coco.json: images\[0\].sentences\[0\]: missing key 'raw'"):
         run("coco_caption", tmp_path, tmp_path / "out", "val")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="dataset_coco.json.*coco_karpathy_train.json"):
         run("coco_caption", tmp_path / "empty", tmp_path / "out", "train")
 
@@ -318,3 +319,12 @@ def test_capfilt_webdataset_shards_load_as_a_shard_dataset(tmp_path, monkeypatch
     assert all(item["image"].shape == (3, 16, 16) for item in items)
     assert items[2]["meta"] == {"url": "http://a/4.jpg"}
     assert all(item["text_input"] in {render(t, {}) for t in CAPTION} for item in items)
+
+
+CATALOGUE = {
+    "coco_caption": Fixture(write_karpathy_coco, "train", 3),
+    "flickr30k": Fixture(write_karpathy_flickr, "test", 1),
+    "textcaps": Fixture(write_textcaps, "train", 3),
+    "nocaps": Fixture(write_nocaps, "val", 2),
+    "capfilt14m": Fixture(write_capfilt, "train", 3),
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 TYPES = {"structural": "query", "semantic": "attr", "detailed": "colorLarge"}
 
@@ -54,3 +54,6 @@ def test_gqa_testdev_loads_with_the_zero_shot_prompt(tmp_path, monkeypatch):
     assert items[0]["image"].shape == (3, 16, 16)
     assert items[0]["text_input"] == "Question: what color is the large car? Short answer:"
     assert items[0]["answers"] == ["red"] and items[0]["question_id"] == "20968379"
+
+
+CATALOGUE = {"gqa": Fixture(write_gqa, "testdev", 2)}

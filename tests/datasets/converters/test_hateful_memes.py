@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_jsonl
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_jsonl
 
 DEV = [
     {"id": 42953, "img": "img/42953.png", "label": 0, "text": "its their character not their color that matters"},
@@ -13,8 +13,13 @@ DEV = [
 ]
 
 
+def write_dev_seen(src):
+    """`dev_seen.jsonl` with one benign and one hateful meme."""
+    write_jsonl(src / "dev_seen.jsonl", DEV)
+
+
 def test_hateful_memes_dev_seen_labels_become_yes_no(tmp_path):
-    write_jsonl(tmp_path / "dev_seen.jsonl", DEV)
+    write_dev_seen(tmp_path)
     records, report = run("hateful_memes", tmp_path, tmp_path / "out", "dev_seen")
     assert report.written == 2 and not report.skipped
     assert records[0] == {"image": "img/42953.png", "text_input": "its their character not their color that matters",
@@ -51,3 +56,6 @@ def test_hateful_memes_dev_seen_loads_with_the_zero_shot_prompt(tmp_path, monkey
     assert items[1]["text_input"] == ('This is an image with: "don\'t be afraid to love again" written on it. '
                                       "Is it hateful? Answer:")
     assert items[1]["label"] == 1 and items[1]["text_output"] == "yes"
+
+
+CATALOGUE = {"hateful_memes": Fixture(write_dev_seen, "dev_seen", 2)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 PROBLEMS = {
     "34": {"question": "Which shape is bigger?", "choices": ["the circle", "the square"], "answer": 1,
@@ -46,6 +46,12 @@ def test_iconqa_whole_split_lists_skip_other_question_types(tmp_path):
     assert report.skipped == {"not multi-text-choice (choose_img)": 1, "not multi-text-choice (fill_in_blank)": 1}
 
 
+def test_iconqa_src_may_be_the_repository_root(tmp_path):
+    write_iconqa(tmp_path / "data", {"choose_txt_test": ["34"]})  # tools/download_data_and_models.sh unzips in data/
+    records, _ = run("iconqa", tmp_path, tmp_path / "out", "test")
+    assert [r["question_id"] for r in records] == ["34"]
+
+
 def test_iconqa_src_may_be_the_iconqa_data_folder(tmp_path):
     write_iconqa(tmp_path, {"choose_txt_test": ["40"]})
     records, _ = run("iconqa", tmp_path / "iconqa_data", tmp_path / "out", "test")
@@ -82,3 +88,6 @@ def test_iconqa_test_loads_with_the_zero_shot_prompt(tmp_path, monkeypatch):
     assert items[0]["image"].shape == (3, 16, 16)
     assert items[0]["text_input"] == "Question: what time is shown? Options: (a) 7:00 (b) 12:00 (c) 3:30. Short answer:"
     assert items[0]["label"] == 2 and items[0]["choices"] == ["7:00", "12:00", "3:30"]
+
+
+CATALOGUE = {"iconqa": Fixture(lambda src: write_iconqa(src, {"choose_txt_test": ["34", "40"]}), "test", 2)}

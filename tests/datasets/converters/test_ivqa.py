@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run
+from tests.datasets.converters.helpers import Fixture, load_converted, run
 
 HEADER = "video_id,start,end,question,answer1,answer2,answer3,answer4,answer5\n"
 ROWS = (
@@ -65,3 +65,6 @@ def test_ivqa_loads_the_clip_with_four_frames_and_the_zero_shot_prompt(tmp_path,
     assert media == {"path": str(dataset.make_item.media_root / "oX5w9JKsjRw.mp4"), "start": 0.5, "end": 2.5}
     assert dataset.make_item.media(dataset.records[1]) == str(dataset.make_item.media_root / "Ab3-dE_fGhI.mp4")
     assert dataset.answer_list is None
+
+
+CATALOGUE = {"ivqa": Fixture(write_ivqa, "test", 2)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from lavis_ib.datasets.converters.llava150k import clean_question
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from lavis_ib.datasets.converters.llava150k import SUBSETS, clean_question
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 
 def human(value: str) -> dict:
@@ -81,3 +81,9 @@ def test_llava_turn_two_renders_verbatim_after_the_first_turn(tmp_path, monkeypa
     assert items[0]["text_input"] == "What colour is the bus?"
     assert items[1]["text_input"] == "Question: What colour is the bus? Answer: The bus is red.\nWhere is it going?"
     assert items[1]["text_output"] == "It is heading downtown." and items[1]["question_id"] == "000000033471_2"
+
+
+CATALOGUE = {
+    name: Fixture(lambda src, filename=filename: write_llava(src, filename), "train", 4)
+    for name, filename in SUBSETS.items()
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.templates import VQA, render
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 
 def cover(split, questions, answers, url="http://ecx.images-amazon.com/images/I/51Bx.jpg"):
@@ -58,3 +58,6 @@ def test_ocrvqa_train_loads_with_a_vqa_template_and_no_ocr_prefix(tmp_path, monk
     assert items[0]["image"].shape == (3, 16, 16)
     assert items[0]["text_input"] in {render(t, {"text_input": "who wrote this book?"}) for t in VQA}
     assert not items[0]["text_input"].startswith("OCR tokens")
+
+
+CATALOGUE = {"ocrvqa": Fixture(write_ocrvqa, "train", 3)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 
 def problem(question, choices, answer, image="image.png", hint="", split="test", **extra) -> dict:
@@ -78,3 +78,6 @@ def test_scienceqa_test_loads_with_the_zero_shot_prompt(tmp_path, monkeypatch):
         "Context: Herons live near water. The heron's neck is adapted for hunting. "
         "Question: Which animal's neck is also adapted for hunting? Options: (a) rabbit (b) giant anteater. Answer:")
     assert items[1]["context"] == PROBLEMS["7"]["hint"] and items[1]["label"] == 1
+
+
+CATALOGUE = {"scienceqa": Fixture(write_scienceqa, "test", 2)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 TEN = ["stop", "stop", "stop sign", "stop", "stop", "stop", "halt", "stop", "stop", "stop"]
 
@@ -62,3 +62,6 @@ def test_textvqa_val_loads_with_the_ocr_zero_shot_prompt(tmp_path, monkeypatch):
     assert items[0]["text_input"] == "OCR tokens: Stop, Ahead. Question: what is written? Short answer:"
     assert items[1]["text_input"] == "OCR tokens: . Question: what brand? Short answer:"
     assert items[0]["answers"] == TEN
+
+
+CATALOGUE = {"textvqa": Fixture(write_textvqa, "val", 2)}

@@ -9,7 +9,7 @@ from lavis_ib.datasets.convert import convert
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 MAPPING = "-4wsuPCjDBc_5_15 vid1\nabc_DEF-12_0_9 vid2\n"
 TRAIN = [{"answer": a, "id": i, "question": "what is shown?", "video_id": 1}
@@ -57,11 +57,16 @@ def test_lavis_train_ans2label_sets_the_answer_list_in_label_order(tmp_path):
     assert json.loads((tmp_path / "out" / "msvd_qa" / "answer_list.json").read_text()) == ["dance", "two", "yes"]
 
 
-def test_msrvtt_keeps_category_and_names_videos_by_id(tmp_path):
-    write_json(tmp_path / "test_qa.json", [
+def write_msrvtt(src):
+    """One MSRVTT-QA test question and one train question (the answer list)."""
+    write_json(src / "test_qa.json", [
         {"answer": "cook", "category_id": 9, "id": 158581, "question": "what is a woman doing?", "video_id": 7010}])
-    write_json(tmp_path / "train_qa.json", [{"answer": "man", "category_id": 1, "id": 0, "question": "who?",
-                                             "video_id": 3}])
+    write_json(src / "train_qa.json", [{"answer": "man", "category_id": 1, "id": 0, "question": "who?",
+                                        "video_id": 3}])
+
+
+def test_msrvtt_keeps_category_and_names_videos_by_id(tmp_path):
+    write_msrvtt(tmp_path)
     records, report = run("msrvtt_qa", tmp_path, tmp_path / "out", "test")
     assert records == [{"image": "video7010.mp4", "text_input": "what is a woman doing?", "text_output": "cook",
                         "answers": ["cook"], "question_id": 158581, "meta": {"video_id": 7010, "category_id": 9}}]
@@ -109,3 +114,6 @@ def test_video_qa_loads_four_frames_the_zero_shot_prompt_and_the_answer_list(tmp
     from lavis_ib import load_dataset
 
     assert load_dataset(name, splits=["test"])["test"].answer_list == ["man", "dog", "cook"]
+
+
+CATALOGUE = {"msvd_qa": Fixture(write_msvd, "test", 2), "msrvtt_qa": Fixture(write_msrvtt, "test", 1)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 QUESTIONS = ["is it sunny", "how many dogs", "what colour is the bus", "is there a man"]
 ANSWERS = [f"option {i}" for i in range(100)] + ["yes", "2", "red", "no"]  # 100 fillers, then the real answers
@@ -83,3 +83,6 @@ def test_visdial_val_loads_with_the_dialog_prompt(tmp_path, monkeypatch):
                                       " Question: how many dogs Short answer:")
     assert items[3]["text_input"] == "Dialog history: a red bus.\n Question: what colour is the bus Short answer:"
     assert len(items[1]["answer_options"]) == 100 and items[1]["gt_index"] == 0 and items[1]["text_output"] == "2"
+
+
+CATALOGUE = {"visdial": Fixture(write_visdial, "val", 6)}

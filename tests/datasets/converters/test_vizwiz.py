@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 ANSWERS = ["coffee", "coffee", "unanswerable", "coffee", "tea", "coffee", "coffee", "coffee", "coffee", "coffee"]
 
@@ -46,3 +46,6 @@ def test_vizwiz_val_loads_with_the_zero_shot_prompt(tmp_path, monkeypatch):
     assert items[0]["image"].shape == (3, 16, 16)
     assert items[0]["text_input"] == "Question: what is in this cup? Short answer:"
     assert items[0]["image_id"] == "VizWiz_val_00000000.jpg"
+
+
+CATALOGUE = {"vizwiz": Fixture(write_vizwiz, "val", 1)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_json
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_json
 
 TEN = ["2", "2", "two", "2", "3", "2", "2", "two", "2", "2"]
 
@@ -54,13 +54,18 @@ def test_question_generation_swaps_answer_and_question(tmp_path):
     assert "answers" not in records[0] and report.skipped == {"question without annotation": 1}
 
 
-def test_okvqa_reads_its_own_file_names(tmp_path):
-    write_json(tmp_path / "OpenEnded_mscoco_val2014_questions.json",
+def write_okvqa(src):
+    """One OK-VQA val question with five "tennis" and five "squash" answers."""
+    write_json(src / "OpenEnded_mscoco_val2014_questions.json",
                {"questions": [{"image_id": 3, "question": "What sport?", "question_id": 30}]})
-    write_json(tmp_path / "mscoco_val2014_annotations.json", {"annotations": [
+    write_json(src / "mscoco_val2014_annotations.json", {"annotations": [
         {"question_id": 30, "image_id": 3, "answers": [{"answer": "tennis", "raw_answer": "Tennis",
                                                         "answer_confidence": "yes", "answer_id": i} for i in range(5)]
          + [{"answer": "squash", "raw_answer": "squash", "answer_confidence": "no", "answer_id": 6}] * 5}]})
+
+
+def test_okvqa_reads_its_own_file_names(tmp_path):
+    write_okvqa(tmp_path)
     records, _ = run("okvqa", tmp_path, tmp_path / "out", "val")
     assert records[0]["text_output"] == "tennis" and len(records[0]["answers"]) == 10
     qg, _ = run("okvqa_qg", tmp_path, tmp_path / "out", "val")
@@ -93,3 +98,11 @@ def test_vqav2_val_loads_with_the_zero_shot_prompt(tmp_path, monkeypatch):
                            media=["val2014/COCO_val2014_000000000009.jpg"])
     assert items[0]["image"].shape == (3, 16, 16)
     assert items[0]["text_input"] == "Question: how many dogs? Short answer:" and items[0]["answers"] == TEN
+
+
+CATALOGUE = {
+    "vqav2": Fixture(write_vqav2, "train", 2),
+    "vqav2_qg": Fixture(write_vqav2, "train", 2),
+    "okvqa": Fixture(write_okvqa, "val", 1),
+    "okvqa_qg": Fixture(write_okvqa, "val", 1),
+}

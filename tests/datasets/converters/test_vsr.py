@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lavis_ib.datasets.converters.base import SourceError
-from tests.datasets.converters.helpers import load_converted, run, write_jsonl
+from tests.datasets.converters.helpers import Fixture, load_converted, run, write_jsonl
 
 
 def vsr_line(image: str, caption: str, label, relation: str = "on") -> dict:
@@ -35,6 +35,13 @@ def test_vsr_labels_become_true_false_targets_indexing_the_choices(tmp_path):
     assert second["meta"] == {"relation": "in front of"}
 
 
+@pytest.mark.parametrize("src", ["", "data", "data/splits"])
+def test_vsr_src_may_be_the_cloned_repository_or_its_data_or_splits_folder(tmp_path, src):
+    write_vsr(tmp_path / "repo" / "data")  # the repository keeps the splits under data/splits/zeroshot/
+    records, report = run("vsr", tmp_path / "repo" / src, tmp_path / "out", "test")
+    assert report.written == 2 and [r["label"] for r in records] == [1, 0]
+
+
 def test_vsr_dev_split_reads_its_own_file(tmp_path):
     write_vsr(tmp_path, "dev")
     records, _ = run("vsr", tmp_path, tmp_path / "out", "dev")
@@ -50,7 +57,7 @@ def test_vsr_label_outside_0_1_names_file_and_line(tmp_path, label):
 
 
 def test_vsr_missing_file_names_every_path_tried(tmp_path):
-    with pytest.raises(FileNotFoundError, match="splits/zeroshot/test.jsonl"):
+    with pytest.raises(FileNotFoundError, match="data/splits/zeroshot/test.jsonl, .*/splits/zeroshot/test.jsonl"):
         run("vsr", tmp_path, tmp_path / "out", "test")
 
 
@@ -62,3 +69,6 @@ def test_vsr_test_loads_with_the_zero_shot_prompt(tmp_path, monkeypatch):
     assert items[0]["text_input"] == ('Based on the image, is this statement true or false? "The cat is on the mat." '
                                       "Answer:")
     assert items[0]["text_output"] == "true" and items[0]["label"] == 1 and items[0]["choices"] == ["false", "true"]
+
+
+CATALOGUE = {"vsr": Fixture(write_vsr, "test", 2)}

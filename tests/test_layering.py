@@ -1,0 +1,71 @@
+"""Layering: the data layer (`lavis_ib.datasets`, `lavis_ib.processors`) never imports the model package, neither
+at module level nor inside a function, so datasets can be converted, built and loaded without any model code."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LIBRARY = Path(__file__).resolve().parents[1] / "lavis_ib"
+DATA_LAYER = ("datasets", "processors")
+FORBIDDEN = "lavis_ib.models"
+MODEL_API = {"load_model", "load_model_and_preprocess", "load_preprocess", "model_zoo"}  # lavis_ib's model names
+
+
+def model_imports(path: Path, root: Path = LIBRARY.parent) -> list[str]:
+    """`file:line: statement` for every import of the model package in `path` (including `from lavis_ib import
+    load_model` and the like, which reach it through the package's lazy attributes)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names if alias.name.startswith(FORBIDDEN)]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] if node.module.startswith(FORBIDDEN) else []
+            if node.module == "lavis_ib":
+                names += [f"lavis_ib.{a.name}" for a in node.names if a.name == "models" or a.name in MODEL_API]
+        else:
+            continue
+        found += [(node.lineno, f"{path.relative_to(root)}:{node.lineno}: imports {name}") for name in names]
+    return [text for _, text in sorted(found)]
+
+
+@pytest.mark.parametrize("package", DATA_LAYER)
+def test_no_source_file_of_the_data_layer_imports_the_model_package(package):
+    files = sorted((LIBRARY / package).rglob("*.py"))
+    assert len(files) > 3
+    assert [hit for path in files for hit in model_imports(path)] == []
+
+
+def test_the_checker_sees_imports_inside_functions_and_through_the_package(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from lavis_ib.models.convert import x\n\nfrom lavis_ib import load_model, registry\n"
+                      "import lavis_ib.models\n")
+    assert model_imports(sample, tmp_path) == [
+        "sample.py:2: imports lavis_ib.models.convert",
+        "sample.py:4: imports lavis_ib.load_model",
+        "sample.py:5: imports lavis_ib.models",
+    ]
+
+
+def test_building_datasets_and_processors_loads_no_model_code():
+    code = (
+        "import json, pkgutil, importlib, sys\n"
+        "import lavis_ib.datasets, lavis_ib.processors\n"
+        "for package in (lavis_ib.datasets, lavis_ib.processors):\n"
+        "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "from lavis_ib import dataset_zoo, registry\n"
+        "rows = str(dataset_zoo)\n"
+        "processor = registry.get_processor_class('blip_question').from_config(None)\n"
+        "print(json.dumps({'question': processor('What is THIS?'), 'loaded': sorted(m for m in sys.modules\n"
+        "      if m.startswith('lavis_ib.models') or m.split('.')[0] in ('transformers', 'timm'))}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"question": "what is this?", "loaded": []}
