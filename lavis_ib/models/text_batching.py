@@ -96,11 +96,12 @@ class OPTTextBatcher(DecoderOnlyTextBatcher):
         super().__init__(tokenizer, qformer_tokenizer, cfg, target_suffix="\n")
 
     def training(self, instructions: Sequence[str], targets: Sequence[str] | None) -> dict:
-        """Without targets: `text_input + "\\n"` (right-truncated at `max_txt_len`), the `prompt` prefix masked."""
+        """Without targets: `text_input + "\\n"` (right-truncated at `max_txt_len`), the `prompt` prefix (BOS
+        included) masked only when there is a prompt, as in LAVIS: with an empty prompt BOS stays supervised."""
         if targets is not None:
             return super().training(instructions, targets)
         rows = self.ids([t + "\n" for t in instructions], "right", self.max_txt_len)
-        prompt_length = len(self.ids([self.cfg.prompt], "right", None)[0])
+        prompt_length = len(self.ids([self.cfg.prompt], "right", None)[0]) if self.cfg.prompt else 0
         labels = [[IGNORE] * min(prompt_length, len(r)) + r[prompt_length:] for r in rows]
         return pad_rows(rows, labels, self.tokenizer.pad_token_id)
 

@@ -74,7 +74,9 @@ def adapt_vit_state_dict(state_dict: dict, vit: Eva) -> tuple[dict, list[str]]:
     adapted = {k: v for k, v in adapted.items() if k in wanted}
     if "pos_embed" in adapted and adapted["pos_embed"].shape != vit.pos_embed.shape:
         grid = vit.patch_embed.grid_size
+        # LAVIS's `interpolate_pos_embed`: plain bicubic (align_corners=False), no antialiasing (timm's default).
         adapted["pos_embed"] = resample_abs_pos_embed(
-            adapted["pos_embed"].float(), new_size=list(grid), num_prefix_tokens=1, interpolation="bicubic"
+            adapted["pos_embed"].float(), new_size=list(grid), num_prefix_tokens=1, interpolation="bicubic",
+            antialias=False,
         ).to(adapted["pos_embed"].dtype)
     return adapted, dropped

@@ -221,6 +221,25 @@ def test_opt_captioning_layout(opt):
     assert_right_padded(ids, labels, mask, rows, row_labels, tok.pad_token_id)
 
 
+def test_opt_captioning_layout_without_prompt_supervises_bos(opt):
+    """LAVIS masks the prompt only when there is one: with `prompt: ""` the BOS label stays supervised."""
+    tok = opt.tokenizer
+    captions = ["a cat", "two dogs playing"]
+    samples = {"image": images(opt), "text_input": captions}
+    with cfg_override(opt, prompt=""), torch.no_grad():
+        ids, labels, mask = opt.training_tokens(samples)
+        loss = opt(samples)["loss"].item()
+        visual = opt.query_features(samples["image"], None)
+        logits = opt.run_llm(*opt.with_visual_prefix(visual, ids, mask))
+    rows = [tok(c + "\n").input_ids for c in captions]
+    assert_right_padded(ids, labels, mask, rows, rows, tok.pad_token_id)
+    assert labels[:, 0].tolist() == [tok.bos_token_id] * 2
+    queries = visual.shape[1]  # the last visual token predicts BOS
+    terms = [F.cross_entropy(logits[b, queries - 1 : queries - 1 + len(r)], torch.tensor(r), reduction="sum")
+             for b, r in enumerate(rows)]
+    assert abs(loss - (sum(terms) / sum(map(len, rows))).item()) <= 1e-5
+
+
 def test_opt_instruction_layout(opt):
     tok = opt.tokenizer
     ids, labels, mask = opt.training_tokens({"text_input": INSTRUCTIONS, "text_output": OUTPUTS})

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from timm.layers import resample_abs_pos_embed
 
 import lavis_ib
 from lavis_ib.common.io import WeightNotFoundError
@@ -213,7 +212,17 @@ def test_configured_pretrained_is_loaded(reference, lavis_checkpoint):
 
 
 # ----- (d) EVA ViT weights ----------------------------------------------------------------------------------
-def test_load_vit_weights_drops_extra_block_and_resamples_pos_embed(tmp_path):
+def lavis_bicubic(pos_embed: torch.Tensor, grid: list[int]) -> torch.Tensor:
+    """LAVIS's `interpolate_pos_embed`, computed independently: CLS kept, the patch grid resized by plain bicubic."""
+    cls, patches = pos_embed[:, :1], pos_embed[:, 1:]
+    side = int(patches.shape[1] ** 0.5)
+    square = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(square, size=grid, mode="bicubic", align_corners=False)
+    return torch.cat([cls, resized.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
+
+
+@pytest.mark.parametrize("source_side", [8, 2, 3])
+def test_load_vit_weights_drops_extra_block_and_resamples_pos_embed(tmp_path, source_side):
     source = build(7)
     target = build(8)
     vit_state = {k: v.clone() for k, v in source.visual_encoder.state_dict().items()}
@@ -221,9 +230,9 @@ def test_load_vit_weights_drops_extra_block_and_resamples_pos_embed(tmp_path):
     # an extra block beyond this depth (EVA-CLIP-g has 40 blocks, BLIP-2 keeps 39)
     for key in [k for k in vit_state if k.startswith(f"blocks.{depth - 1}.")]:
         vit_state[key.replace(f"blocks.{depth - 1}.", f"blocks.{depth}.", 1)] = torch.randn_like(vit_state[key])
-    # pos_embed of a different grid (8x8 instead of the model's 4x4)
+    # pos_embed of a different grid (larger and smaller than the model's 4x4)
     width = vit_state["pos_embed"].shape[-1]
-    other_grid = torch.randn(1, 1 + 8 * 8, width)
+    other_grid = torch.randn(1, 1 + source_side * source_side, width, generator=torch.Generator().manual_seed(2))
     vit_state["pos_embed"] = other_grid
     path = tmp_path / "eva_vit.pth"
     torch.save(vit_state, path)
@@ -233,8 +242,7 @@ def test_load_vit_weights_drops_extra_block_and_resamples_pos_embed(tmp_path):
     assert not any(k.startswith(f"blocks.{depth}.") for k in loaded)
     grid = list(target.visual_encoder.patch_embed.grid_size)
     assert loaded["pos_embed"].shape == source.visual_encoder.pos_embed.shape
-    expected = resample_abs_pos_embed(other_grid, new_size=grid, num_prefix_tokens=1, interpolation="bicubic")
-    torch.testing.assert_close(loaded["pos_embed"], expected)
+    torch.testing.assert_close(loaded["pos_embed"], lavis_bicubic(other_grid, grid), atol=1e-6, rtol=0)
     torch.testing.assert_close(loaded["pos_embed"][:, :1], other_grid[:, :1])  # CLS position is kept as is
     for key, value in loaded.items():
         if key != "pos_embed":
