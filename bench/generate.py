@@ -141,7 +141,7 @@ def sync(device: str):
 def run_ours(ours, pixel_values, prompts, num_beams):
     return ours.generate_token_ids({"image": pixel_values, "prompt": prompts}, num_beams=num_beams,
                                    max_length=NEW_TOKENS, min_length=NEW_TOKENS, repetition_penalty=1.0,
-                                   length_penalty=1.0)
+                                   length_penalty=1.0, length_semantics="new_tokens")
 
 
 @torch.no_grad()

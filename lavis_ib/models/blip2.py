@@ -36,6 +36,8 @@ from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_
 
 log = logging.getLogger(__name__)
 
+LENGTH_SEMANTICS = ("lavis", "new_tokens")
+
 
 @dataclass
 class Blip2Config:
@@ -68,6 +70,7 @@ class Blip2Config:
     llm_precision: Literal["fp32", "fp16", "bf16"] = "fp16"
     prompt: str = ""
     apply_lemmatizer: bool = False
+    length_semantics: Literal["lavis", "new_tokens"] = "lavis"  # how generate's max_length/min_length count
     # weights
     random_init: bool = False
     load_pretrained: bool = True
@@ -106,8 +109,9 @@ class Blip2Base(BaseModel):
     PROJ_MODULE = "llm_proj"
     GENERATE_DEFAULTS: dict[str, Any] = dict(
         use_nucleus_sampling=False, num_beams=5, max_length=256, min_length=1, top_p=0.9,
-        repetition_penalty=1.5, length_penalty=1.0, num_captions=1, temperature=1.0,
+        repetition_penalty=1.5, length_penalty=1.0, num_captions=1, temperature=1.0, length_semantics=None,
     )
+    LAVIS_MAX_LENGTH_OFFSET = 1  # LAVIS's max_length counts a BOS placeholder (decoder-only LLMs)
     ANSWER_LENGTH_PENALTY = 0.0
 
     def __init__(self, cfg: Blip2Config, precision: PrecisionPolicy | None = None):
@@ -343,8 +347,9 @@ class Blip2Base(BaseModel):
     def generate(self, samples: dict, **overrides) -> list[str]:
         """Text for each image (`num_captions` each): beam search by default, nucleus sampling on request.
 
-        Arguments (LAVIS names): use_nucleus_sampling, num_beams, max_length and min_length (both count NEW tokens,
-        whatever the transformers version), top_p, repetition_penalty, length_penalty, num_captions, temperature.
+        Arguments (LAVIS names): use_nucleus_sampling, num_beams, max_length, min_length, top_p, repetition_penalty,
+        length_penalty, num_captions, temperature; `length_semantics` says how the lengths count (see
+        `new_token_bounds`; default `model.length_semantics`, "lavis").
         """
         return self.decode(self.generate_token_ids(samples, **overrides))
 
@@ -359,8 +364,10 @@ class Blip2Base(BaseModel):
         prompts = instructions_for(samples, "generate", self.cfg.prompt, image.shape[0])
         prompt_tokens = samples.get("prompt_tokens") or self.text.prompts(prompts)
         visual = self.query_features(image.to(self.device), prompts, samples.get("qformer_tokens"))
+        max_new, min_new = self.new_token_bounds(args["max_length"], args["min_length"],
+                                                 args["length_semantics"] or self.cfg.length_semantics)
         gen_kwargs = dict(
-            num_beams=args["num_beams"], max_new_tokens=args["max_length"], min_new_tokens=args["min_length"],
+            num_beams=args["num_beams"], max_new_tokens=max_new, min_new_tokens=min_new,
             repetition_penalty=args["repetition_penalty"], length_penalty=args["length_penalty"],
             num_return_sequences=args["num_captions"], do_sample=args["use_nucleus_sampling"],
         )
@@ -370,6 +377,23 @@ class Blip2Base(BaseModel):
             # LAVIS semantics: the repetition penalty applies to generated tokens only, which is what we want.
             warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds.*")
             return self.generate_ids_from(visual, prompt_tokens, gen_kwargs)
+
+    def new_token_bounds(self, max_length: int, min_length: int, semantics: str) -> tuple[int, int]:
+        """`(max_new_tokens, min_new_tokens)` for `generate`'s `max_length` / `min_length`.
+
+        `new_tokens`: both count generated tokens. `lavis`: as LAVIS's calls behave under the transformers it pins
+        (4.33), where the paper's numbers come from: decoder-only LLMs count a BOS placeholder in both (one token
+        fewer), T5 counts its decoder start token in `min_length` only; so `min_length=1` allows an empty answer.
+        """
+        if semantics not in LENGTH_SEMANTICS:
+            raise ValueError(f"length_semantics must be one of {', '.join(LENGTH_SEMANTICS)}, got {semantics!r}")
+        if semantics == "new_tokens":
+            return max_length, min_length
+        max_new, min_new = max_length - self.LAVIS_MAX_LENGTH_OFFSET, max(min_length - 1, 0)
+        if max_new < 1:
+            raise ValueError(f"max_length={max_length} leaves no token to generate with length_semantics='lavis' "
+                             f"(it counts a BOS placeholder); use max_length ≥ {self.LAVIS_MAX_LENGTH_OFFSET + 1}")
+        return max_new, min_new
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """Token ids → strings, special tokens skipped and whitespace stripped."""
@@ -387,6 +411,7 @@ class Blip2Base(BaseModel):
         answer_list: Sequence[str] | None = None,
         prompt: str = "",
         length_penalty: float | None = None,
+        length_semantics: str | None = None,
         **kwargs,
     ) -> list[str]:
         """Short answers by generation; `prompt` is a template with `{}` for the question (and OCR tokens/choices).
@@ -412,7 +437,8 @@ class Blip2Base(BaseModel):
         else:
             sub = {"image": samples["image"], INSTRUCTION_KEY: texts}
             penalty = self.ANSWER_LENGTH_PENALTY if length_penalty is None else length_penalty
-            answers = self.generate(sub, num_beams=num_beams, max_length=max_len, min_length=min_len, length_penalty=penalty)
+            answers = self.generate(sub, num_beams=num_beams, max_length=max_len, min_length=min_len,
+                                    length_penalty=penalty, length_semantics=length_semantics)
         if self.cfg.apply_lemmatizer or samples.get("apply_lemmatizer"):
             answers = lemmatize(answers)
         return answers

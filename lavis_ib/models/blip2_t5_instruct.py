@@ -40,6 +40,7 @@ class Blip2T5Instruct(Blip2Base):
     LLM_MODULE = "t5_model"
     PROJ_MODULE = "t5_proj"
     ANSWER_LENGTH_PENALTY = -1.0
+    LAVIS_MAX_LENGTH_OFFSET = 0  # LAVIS passes max_new_tokens=max_length to T5
     PRETRAINED_MODEL_CONFIG_DICT = {
         "flant5xl": "models/blip2_t5_instruct/flant5xl.yaml",
         "flant5xxl": "models/blip2_t5_instruct/flant5xxl.yaml",

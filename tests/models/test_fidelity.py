@@ -91,7 +91,8 @@ def test_llm_logits_equal_per_sample_and_batched(pair):
 @pytest.mark.parametrize("num_beams", [1, 5])
 def test_generation_token_ids_equal(pair, num_beams):
     kind, hf_model, tokenizer, ours, images = pair
-    settings = dict(num_beams=num_beams, max_length=8, min_length=1, repetition_penalty=1.0, length_penalty=1.0)
+    settings = dict(num_beams=num_beams, max_length=8, min_length=1, repetition_penalty=1.0, length_penalty=1.0,
+                    length_semantics="new_tokens")
     batched = ours.generate_token_ids({"image": images, "prompt": PROMPTS}, **settings)
     for i, prompt in enumerate(PROMPTS):
         inputs = hf_inputs(kind, ours, tokenizer, i, prompt, images)

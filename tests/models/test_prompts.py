@@ -130,20 +130,46 @@ def test_nucleus_sampling_num_captions_reproducible(vicuna):
     assert first == second
 
 
+# (max_length, min_length) → the exact number of new tokens when both bounds meet, per semantics and arch.
+EXACT_LENGTHS = {("new_tokens", "vicuna"): 6, ("new_tokens", "t5"): 6, ("lavis", "vicuna"): 5}
+
+
+@pytest.mark.parametrize("semantics", ["new_tokens", "lavis"])
 @pytest.mark.parametrize("kind", ["vicuna", "t5"])
-def test_max_and_min_length_count_new_tokens(kind, request):
+def test_length_semantics(kind, semantics, request):
+    """`new_tokens`: both bounds count generated tokens. `lavis`: decoder-only counts a BOS placeholder in both
+    (one token fewer), T5 counts its decoder start token in `min_length` only (so `max_length` still bounds)."""
     model = request.getfixturevalue(kind)
     image = images(model)
     pad = model.tokenizer.pad_token_id
     prompts = ["describe", "describe the picture in a lot of detail please"]
-    for max_length, min_length in ((3, 1), (6, 6)):
+
+    def new_tokens(max_length, min_length):
         ids = model.generate_token_ids({"image": image, "prompt": prompts}, num_beams=1, max_length=max_length,
-                                       min_length=min_length)
+                                       min_length=min_length, length_semantics=semantics)
         if kind == "t5":
             ids = ids[:, 1:]  # the decoder start token is not a new token
-        lengths = (ids != pad).sum(dim=1)
-        assert (lengths <= max_length).all(), (kind, ids)
-        assert (lengths >= min_length).all(), (kind, ids)
+        return (ids != pad).sum(dim=1)
+
+    limit = 3 - (semantics == "lavis" and kind == "vicuna")
+    assert (new_tokens(3, 1) <= limit).all()
+    lengths = new_tokens(6, 6)
+    if (semantics, kind) in EXACT_LENGTHS:
+        assert lengths.tolist() == [EXACT_LENGTHS[semantics, kind]] * 2
+    else:  # lavis T5: at least min_length - 1 = 5, at most max_length = 6
+        assert ((lengths >= 5) & (lengths <= 6)).all()
+
+
+def test_lavis_length_semantics_is_the_default_and_checked(vicuna):
+    image = images(vicuna, 1)
+    default = vicuna.generate_token_ids({"image": image, "prompt": "x"}, num_beams=1, max_length=4, min_length=4)
+    lavis = vicuna.generate_token_ids({"image": image, "prompt": "x"}, num_beams=1, max_length=4, min_length=4,
+                                      length_semantics="lavis")
+    assert torch.equal(default, lavis) and default.shape[1] == 3
+    with pytest.raises(ValueError, match="max_length=1 leaves no token to generate"):
+        vicuna.generate({"image": image, "prompt": "x"}, max_length=1)
+    with pytest.raises(ValueError, match="length_semantics must be one of lavis, new_tokens"):
+        vicuna.generate({"image": image, "prompt": "x"}, length_semantics="hf")
 
 
 def test_unknown_generate_kwarg_is_type_error(vicuna):

@@ -94,7 +94,8 @@ def test_llm_logits_equal_hf_forward(video_pair):
 
 def test_greedy_generation_equals_hf_generate(video_pair):
     hf_model, tokenizer, ours, hf_video, ours_video = video_pair
-    settings = dict(num_beams=1, max_length=6, min_length=1, repetition_penalty=1.0, length_penalty=1.0)
+    settings = dict(num_beams=1, max_length=6, min_length=1, repetition_penalty=1.0, length_penalty=1.0,
+                    length_semantics="new_tokens")
     for i, prompt in enumerate(PROMPTS):
         inputs = hf_video_inputs(ours, tokenizer, hf_model, i, prompt, hf_video)
         expected = hf_model.generate(**inputs, num_beams=1, max_new_tokens=6, min_new_tokens=1, do_sample=False,
