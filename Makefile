@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/generate.py
+	$(PY) bench/llm_loading.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

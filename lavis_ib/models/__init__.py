@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 from lavis_ib.common.registry import registry
 from lavis_ib.models import blip2_opt, blip2_t5_instruct, blip2_vicuna_instruct  # noqa: F401  (registration)
 from lavis_ib.models.base import BaseModel
-from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory, preprocess_for_image_size
 from lavis_ib.processors import build_processors
 
 
@@ -54,6 +53,8 @@ def load_model(name: str, model_type: str, is_eval: bool = False, device: str = 
     sizes. `precision` None keeps LAVIS's defaults (fp32 on CPU; on CUDA the ViT and LLM take `vit_precision` /
     `llm_precision`); `fp32` / `fp16` / `bf16` stores both frozen parts in that dtype (see `models.precision`).
     """
+    from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory  # imports convert.py, only if needed
+
     model_cls = registry.get_model_class(name)
     if checkpoint is not None and is_hf_directory(checkpoint):
         model = load_hf_directory(model_cls, model_type, checkpoint, device=device, precision=precision)
@@ -72,6 +73,8 @@ def load_preprocess(cfg: DictConfig | dict | None):
 def load_model_and_preprocess(name: str, model_type: str, is_eval: bool = False, device: str = "cpu",
                               checkpoint: str | None = None, precision: str | None = None):
     """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point."""
+    from lavis_ib.models.hf_interop import is_hf_directory, preprocess_for_image_size
+
     model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint, precision=precision)
     preprocess = registry.get_model_class(name).default_config(model_type).get("preprocess")
     if checkpoint is not None and is_hf_directory(checkpoint):

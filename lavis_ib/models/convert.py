@@ -18,7 +18,7 @@ Keys that need more than a rename:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -305,42 +305,64 @@ def _square(size: int | list[int] | tuple[int, int]) -> int | tuple[int, int]:
     return height if height == width else (height, width)
 
 
+@dataclass(frozen=True)
+class ConfigField:
+    """One sized setting: its dotted path in our model config and in the HF config, and how HF values read back."""
+
+    ours: str
+    hf: str
+    from_hf: Callable[[Any], Any] = lambda value: value
+
+
+# The one field map between our model config and InstructBlipConfig / Blip2Config, read in both directions.
+CONFIG_FIELDS = (
+    ConfigField("image_size", "vision_config.image_size", _square),
+    ConfigField("vision.width", "vision_config.hidden_size"),
+    ConfigField("vision.depth", "vision_config.num_hidden_layers"),
+    ConfigField("vision.num_heads", "vision_config.num_attention_heads"),
+    ConfigField("vision.mlp_hidden", "vision_config.intermediate_size"),
+    ConfigField("vision.patch_size", "vision_config.patch_size", _square),
+    ConfigField("vision.layer_norm_eps", "vision_config.layer_norm_eps"),
+    ConfigField("num_query_token", "num_query_tokens"),
+    ConfigField("qformer.hidden_size", "qformer_config.hidden_size"),
+    ConfigField("qformer.num_layers", "qformer_config.num_hidden_layers"),
+    ConfigField("qformer.num_heads", "qformer_config.num_attention_heads"),
+    ConfigField("qformer.intermediate_size", "qformer_config.intermediate_size"),
+    ConfigField("qformer.cross_attention_freq", "qformer_config.cross_attention_frequency"),
+    ConfigField("qformer.vocab_size", "qformer_config.vocab_size"),
+    ConfigField("qformer.max_position_embeddings", "qformer_config.max_position_embeddings"),
+    ConfigField("qformer.layer_norm_eps", "qformer_config.layer_norm_eps"),
+    ConfigField("qformer.hidden_dropout", "qformer_config.hidden_dropout_prob"),
+    ConfigField("qformer.attention_dropout", "qformer_config.attention_probs_dropout_prob"),
+)
+
+
+def _get_path(tree: Any, dotted: str) -> Any:
+    """`tree.a.b` for `"a.b"`, through mappings and attributes alike."""
+    for part in dotted.split("."):
+        tree = tree[part] if isinstance(tree, Mapping) else getattr(tree, part)
+    return tree
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """`tree["a"]["b"] = value` for `"a.b"`, creating the intermediate dicts."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
 def model_cfg_from_hf_config(hf_config: PretrainedConfig | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(arch, our model config dict) reproducing the HF InstructBLIP / InstructBlipVideo / BLIP-2 model exactly."""
     config = _as_hf_config(hf_config)
     arch = _infer_arch(config)
-    vision, qformer = config.vision_config, config.qformer_config
-    image_size = _square(vision.image_size)
-    cfg: dict[str, Any] = {
-        "arch": arch,
-        "image_size": image_size,
-        "vision": {
-            "width": vision.hidden_size,
-            "depth": vision.num_hidden_layers,
-            "num_heads": vision.num_attention_heads,
-            "mlp_hidden": vision.intermediate_size,
-            "patch_size": _square(vision.patch_size),
-            "layer_norm_eps": vision.layer_norm_eps,
-            "weights_image_size": image_size,
-        },
-        # HF's post_layernorm (our ln_vision) uses the vision layer_norm_eps; LAVIS itself used 1e-5 here.
-        "ln_vision_eps": vision.layer_norm_eps,
-        "num_query_token": config.num_query_tokens,
-        "qformer": {
-            "hidden_size": qformer.hidden_size,
-            "num_layers": qformer.num_hidden_layers,
-            "num_heads": qformer.num_attention_heads,
-            "intermediate_size": qformer.intermediate_size,
-            "cross_attention_freq": qformer.cross_attention_frequency,
-            "vocab_size": qformer.vocab_size,
-            "max_position_embeddings": qformer.max_position_embeddings,
-            "layer_norm_eps": qformer.layer_norm_eps,
-            "hidden_dropout": qformer.hidden_dropout_prob,
-            "attention_dropout": qformer.attention_probs_dropout_prob,
-        },
-        "qformer_text_input": not isinstance(config, Blip2Config) or qformer.use_qformer_text_input,
-        "llm_config": config.text_config.to_dict(),
-    }
+    cfg: dict[str, Any] = {"arch": arch}
+    for field in CONFIG_FIELDS:
+        _set_path(cfg, field.ours, field.from_hf(_get_path(config, field.hf)))
+    # HF's post_layernorm (our ln_vision) uses the vision layer_norm_eps; LAVIS itself used 1e-5 here.
+    cfg["ln_vision_eps"] = cfg["vision"]["layer_norm_eps"]
+    cfg["qformer_text_input"] = not isinstance(config, Blip2Config) or config.qformer_config.use_qformer_text_input
+    cfg["llm_config"] = config.text_config.to_dict()
     _copy_token_index(config, cfg)
     return arch, cfg
 
@@ -365,41 +387,22 @@ def hf_config_from_model_cfg(
     `image_token_index` defaults to `cfg["hf_image_token_index"]`.
     """
     family = _family(arch)
-    vision, qformer = cfg["vision"], cfg["qformer"]
-    vision_config = {
-        "hidden_size": vision["width"],
-        "num_hidden_layers": vision["depth"],
-        "num_attention_heads": vision["num_heads"],
-        "intermediate_size": vision["mlp_hidden"],
-        "patch_size": vision["patch_size"],
-        "layer_norm_eps": vision["layer_norm_eps"],
-        "image_size": cfg["image_size"],
-    }
-    qformer_config = {
-        "hidden_size": qformer["hidden_size"],
-        "num_hidden_layers": qformer["num_layers"],
-        "num_attention_heads": qformer["num_heads"],
-        "intermediate_size": qformer["intermediate_size"],
-        "cross_attention_frequency": qformer["cross_attention_freq"],
-        "vocab_size": qformer["vocab_size"],
-        "max_position_embeddings": qformer["max_position_embeddings"],
-        "layer_norm_eps": qformer["layer_norm_eps"],
-        "hidden_dropout_prob": qformer["hidden_dropout"],
-        "attention_probs_dropout_prob": qformer["attention_dropout"],
-    }
+    fields: dict[str, Any] = {}
+    for field in CONFIG_FIELDS:
+        _set_path(fields, field.hf, _get_path(cfg, field.ours))
     if family == "blip2":
-        qformer_config["use_qformer_text_input"] = bool(cfg.get("qformer_text_input", False))
+        fields["qformer_config"]["use_qformer_text_input"] = bool(cfg.get("qformer_text_input", False))
     config_class = Blip2Config if family == "blip2" else InstructBlipConfig
     return config_class(
-        vision_config=vision_config,
-        qformer_config=qformer_config,
+        **fields,
         text_config=dict(cfg["llm_config"]),
-        num_query_tokens=cfg["num_query_token"],
         image_token_index=image_token_index if image_token_index is not None else cfg.get("hf_image_token_index"),
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the old spelling; the CLI lives in convert_cli (console script lavis-ib-convert-weights)
+    import sys
+
     from lavis_ib.models.convert_cli import main
 
-    main()
+    sys.exit(main())

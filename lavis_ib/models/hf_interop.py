@@ -1,14 +1,17 @@
 """Hugging Face directories in and out: build a model from an HF InstructBLIP / BLIP-2 directory (its config.json
 decides the sizes) and export ours to one that transformers' own classes and processors load.
 
-The name mapping itself lives in `convert.py`; this module handles files, tokenizers and the `<image>` token that
-current transformers versions expect in the LLM vocabulary.
+The name mapping itself lives in `convert.py`; this module handles files, tokenizers (falling back to the model
+type's configured ones for a directory saved without any), the LM-head tying a checkpoint actually has, and the
+`<image>` token that current transformers versions expect in the LLM vocabulary.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +21,6 @@ from safetensors.torch import load_file, save_file
 
 from lavis_ib.common.registry import registry
 from lavis_ib.models.checkpoint import load_state_dict_into
-from lavis_ib.models.precision import PrecisionPolicy
 from lavis_ib.models.convert import (
     fill_tied_weights,
     hf_config_from_model_cfg,
@@ -27,6 +29,9 @@ from lavis_ib.models.convert import (
     llm_tied_weights_keys,
     model_cfg_from_hf_config,
 )
+from lavis_ib.models.precision import PrecisionPolicy
+from lavis_ib.models.tokenizers import TOKENIZER_FILES, has_tokenizer_files
+from lavis_ib.processors.image import IMAGE_MEAN, IMAGE_STD
 
 if TYPE_CHECKING:
     from lavis_ib.models.blip2 import Blip2Base
@@ -73,28 +78,65 @@ def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, tor
     """Build `model_cls` sized by an HF config (object or config.json dict) and load an HF state dict into it.
 
     `tokenizer_dir` holds the LLM tokenizer (and `qformer_tokenizer/` for InstructBLIP), as an HF directory does;
-    `device` builds the modules there directly (no CPU copy of a large model).
+    where it holds none, `model_type`'s configured tokenizers are used (with a warning). `device` builds the
+    modules there directly (no CPU copy of a large model).
     """
-    tokenizer_dir = Path(tokenizer_dir)
     arch, hf_cfg = model_cfg_from_hf_config(hf_config)
     expected = next(name for name in registry.list_models() if registry.get_model_class(name) is model_cls)
     if arch != expected:
         raise ValueError(f"{source} holds a {arch} model, not {expected}; load it with name={arch!r}")
+    state = hf_to_lavis_state_dict(hf_state, arch)
+    state = fill_tied_weights(state, llm_tied_weights_keys(arch, hf_cfg["llm_config"]))
+    hf_cfg["llm_config"] = with_checkpoint_tying(arch, hf_cfg["llm_config"], state, source)
     cfg = OmegaConf.to_container(model_cls.default_config(model_type).model, resolve=True)
-    cfg.update(hf_cfg, random_init=True, llm_tokenizer=str(tokenizer_dir), vit_weights=None, pretrained=None,
-               finetuned=None, model_type=model_type)
-    if cfg.get("qformer_text_input"):
-        cfg["qformer_tokenizer"] = str(tokenizer_dir / "qformer_tokenizer")
+    tokenizers = tokenizer_locations(model_cls, model_type, cfg, Path(tokenizer_dir), hf_cfg["qformer_text_input"])
+    cfg.update(hf_cfg, **tokenizers, random_init=True, vit_weights=None, pretrained=None, finetuned=None,
+               model_type=model_type)
     parsed = model_cls.parse_config(cfg, source=source)
     policy = PrecisionPolicy.resolve(parsed, device or policy_device, precision)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = model_cls(parsed, policy)
-    state = hf_to_lavis_state_dict(hf_state, arch)
-    state = fill_tied_weights(state, llm_tied_weights_keys(arch, cfg["llm_config"]))
     report = load_state_dict_into(model, state)
     if report.missing or report.unexpected:
         raise KeyError(f"{source}: " + report.describe({}))
     return model
+
+
+def with_checkpoint_tying(arch: str, llm_config: dict, state: dict[str, torch.Tensor], source: str) -> dict:
+    """`llm_config` with `tie_word_embeddings: false` when the checkpoint's LM head differs from its input embedding.
+
+    transformers 5 writes T5 configs as tied whatever the weights, and decides by the values, as here: Flan-T5
+    checkpoints hold an untied `lm_head`, which a tied build would overwrite `shared` with.
+    """
+    differing = sorted(target for target, origin in llm_tied_weights_keys(arch, llm_config).items()
+                       if target in state and origin in state and not torch.equal(state[target], state[origin]))
+    if not differing:
+        return llm_config
+    if any(not key.endswith(".lm_head.weight") for key in differing):
+        raise ValueError(f"{source}: {differing} differ from the weights their LLM config ties them to; only an "
+                         f"untied lm_head is supported")
+    return {**llm_config, "tie_word_embeddings": False}
+
+
+def tokenizer_locations(model_cls, model_type: str, cfg: dict, directory: Path, qformer_text_input: bool) -> dict:
+    """The `llm_tokenizer` / `qformer_tokenizer` config values for an HF directory: its own tokenizer files, or,
+    for a directory saved without them, `model_type`'s configured ones (with a warning naming them)."""
+    wanted = {"llm_tokenizer": (directory, cfg.get("llm_tokenizer") or cfg.get(model_cls.LLM_KEY))}
+    if qformer_text_input:
+        wanted["qformer_tokenizer"] = (directory / "qformer_tokenizer", cfg.get("qformer_tokenizer"))
+    locations = {}
+    for key, (own, configured) in wanted.items():
+        if has_tokenizer_files(own):
+            locations[key] = str(own)
+            continue
+        if not configured:
+            raise FileNotFoundError(
+                f"{own}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)}), and model type "
+                f"{model_type!r} configures no {key} to fall back to")
+        warnings.warn(f"{own} holds no tokenizer files; using {model_type!r}'s configured {key}: {configured}",
+                      stacklevel=3)
+        locations[key] = str(configured)
+    return locations
 
 
 def preprocess_for_image_size(preprocess, image_size: int):
@@ -110,20 +152,21 @@ def export_hf(model: "Blip2Base", directory) -> Path:
     Generation` and `InstructBlipProcessor` / `Blip2Processor`; logits over the original vocabulary are unchanged.
 
     transformers places the visual tokens through an `<image>` placeholder token, so one row is appended to the LLM
-    vocabulary (embedding = mean row; the placeholder is suppressed in the exported generation config).
+    vocabulary (embedding = mean row; the placeholder is suppressed in the exported generation config). The
+    placeholder is added to copies of the tokenizers: the live model is left exactly as it was.
     """
     from transformers import BlipImageProcessor, Blip2Processor, GenerationConfig, InstructBlipProcessor
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arch, cfg = model.cfg.arch, OmegaConf.to_container(OmegaConf.structured(model.cfg), resolve=True)
-    tokenizer = model.tokenizer
+    tokenizer = copy.deepcopy(model.tokenizer)  # the processors below add `<image>` to the tokenizer they get
     image_processor = BlipImageProcessor(
         size={"height": model.cfg.image_size, "width": model.cfg.image_size},
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD),
     )
     if model.cfg.qformer_text_input:
-        processor = InstructBlipProcessor(image_processor, tokenizer, model.qformer_tokenizer,
+        processor = InstructBlipProcessor(image_processor, tokenizer, copy.deepcopy(model.qformer_tokenizer),
                                           num_query_tokens=model.cfg.num_query_token)
     else:
         processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=model.cfg.num_query_token)

@@ -1,15 +1,41 @@
 """Building the frozen language model from transformers (never vendored): from a local dir / hub id, or randomly
-from a config dict when a `tiny` model type says so; plus deterministic vocabulary growth for added tokens."""
+from a config dict when a `tiny` model type says so; plus deterministic vocabulary growth for added tokens.
+
+The LLM is built in its storage dtype from the start, never as an fp32 copy cast afterwards: `from_pretrained(dtype=)`
+builds the modules on the meta device and reads each safetensors tensor straight into that dtype, so the peak
+memory of a load is about one copy of the weights (see bench/llm_loading.py). `meta=True` builds only the skeleton,
+with no weight IO at all, for loaders that place or shard the weights themselves (FSDP).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Optional
 
 import torch
 from torch import nn
-from transformers import AutoConfig
+from transformers import AutoConfig, PretrainedConfig
 
 from lavis_ib.common.io import resolve_dir_or_hub_id
+
+
+def language_model_config(
+    location: Optional[str],
+    location_key: str,
+    llm_config: Optional[dict],
+    random_init: bool,
+    overrides: Optional[dict[str, Any]] = None,
+) -> tuple[PretrainedConfig, Optional[str]]:
+    """The LLM's transformers config and the directory / hub id of its weights (None: randomly initialised)."""
+    overrides = overrides or {}
+    if random_init or location is None:
+        if llm_config is None:
+            raise ValueError(f"model.{location_key} is required (or model.llm_config with model.random_init: true)")
+        if not random_init:
+            raise ValueError(f"model.{location_key} is not set; only random_init models may be built from llm_config")
+        return AutoConfig.for_model(**{**llm_config, **overrides}), None
+    path = resolve_dir_or_hub_id(location, location_key)
+    return AutoConfig.from_pretrained(path, **overrides), path
 
 
 def build_language_model(
@@ -20,28 +46,41 @@ def build_language_model(
     random_init: bool,
     overrides: Optional[dict[str, Any]] = None,
     dtype: torch.dtype = torch.float32,
+    meta: bool = False,
 ) -> nn.Module:
-    """`auto_cls.from_pretrained(location)` with SDPA attention, or `from_config(llm_config)` under `random_init`."""
-    overrides = overrides or {}
-    if random_init or location is None:
-        if llm_config is None:
-            raise ValueError(f"model.{location_key} is required (or model.llm_config with model.random_init: true)")
-        if not random_init:
-            raise ValueError(f"model.{location_key} is not set; only random_init models may be built from llm_config")
-        config_dict = {**llm_config, **overrides}
-        config = AutoConfig.for_model(**config_dict)
-        return auto_cls.from_config(config, attn_implementation="sdpa", dtype=dtype)
-    path = resolve_dir_or_hub_id(location, location_key)
-    config = AutoConfig.from_pretrained(path, **overrides)
-    return auto_cls.from_pretrained(path, config=config, attn_implementation="sdpa", dtype=dtype)
+    """`auto_cls.from_pretrained(location)` in `dtype` with SDPA attention, or `from_config(llm_config)` under
+    `random_init`; `meta=True` builds the empty skeleton on the meta device and reads no weights."""
+    config, path = language_model_config(location, location_key, llm_config, random_init, overrides)
+    if path is not None and not meta:
+        return auto_cls.from_pretrained(path, config=config, attn_implementation="sdpa", dtype=dtype)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        llm = auto_cls.from_config(config, attn_implementation="sdpa", dtype=dtype)
+    if {**(llm_config or {}), **(overrides or {})}.get("tie_word_embeddings") is False:
+        untie_output_embeddings(llm)
+    return llm
+
+
+def untie_output_embeddings(llm: nn.Module) -> None:
+    """Give the LM head its own weight when it shares the input embedding's (a copy, so the values are unchanged).
+
+    transformers 5's `T5Config` forces `tie_word_embeddings=True` and `from_config` ties `lm_head` to `shared`,
+    whereas Flan-T5 checkpoints (and configs saying `tie_word_embeddings: false`) keep them apart.
+    """
+    head, embeddings = llm.get_output_embeddings(), llm.get_input_embeddings()
+    if head is None or head.weight is not embeddings.weight:
+        return
+    head.weight = nn.Parameter(embeddings.weight.detach().clone(), requires_grad=embeddings.weight.requires_grad)
+    name = next(f"{prefix}.weight" if prefix else "weight" for prefix, module in llm.named_modules() if module is head)
+    getattr(llm, "all_tied_weights_keys", {}).pop(name, None)
 
 
 @torch.no_grad()
 def grow_vocab(llm: nn.Module, new_size: int) -> None:
-    """Resize embeddings (and an untied LM head) to `new_size`; new rows are the mean of the existing ones."""
+    """Resize embeddings (and an untied LM head) to `new_size` in their own dtype; new rows are the mean of the
+    existing ones (averaged in fp32, so an fp16 vocabulary neither overflows nor rounds the sum)."""
     old = llm.get_input_embeddings().weight.shape[0]
     if new_size <= old:
         return
     llm.resize_token_embeddings(new_size, mean_resizing=False)
     for module in {id(m): m for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None}.values():
-        module.weight[old:] = module.weight[:old].mean(dim=0)
+        module.weight[old:] = module.weight[:old].mean(dim=0, dtype=torch.float32).to(module.weight.dtype)

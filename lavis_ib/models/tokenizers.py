@@ -23,6 +23,10 @@ from lavis_ib.common.paths import assets_root
 TINY_TOKENIZER_KINDS = ("llama", "t5", "opt", "bert")
 TINY_TOKENIZERS_ROOT = assets_root / "tokenizers"
 
+# Files `save_pretrained` writes for the tokenizers we load (sentencepiece, BPE, WordPiece and fast-tokenizer forms).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "vocab.txt")
+
 VICUNA_PAD_TOKEN = "[PAD]"
 VICUNA_SPECIAL_TOKEN = "</s>"
 QFORMER_BOS_TOKEN = "[DEC]"
@@ -34,6 +38,11 @@ def tiny_tokenizer_dir(kind: str) -> Path:
     if kind not in TINY_TOKENIZER_KINDS:
         raise ValueError(f"unknown tiny tokenizer {kind!r}; known: {', '.join(TINY_TOKENIZER_KINDS)}")
     return TINY_TOKENIZERS_ROOT / kind
+
+
+def has_tokenizer_files(directory: str | os.PathLike) -> bool:
+    """Whether `directory` holds any tokenizer file (complete or not): the test for "no tokenizer was saved here"."""
+    return any((Path(directory) / name).is_file() for name in TOKENIZER_FILES)
 
 
 def _resolve(location: str | os.PathLike, what: str, allow_download: bool) -> str:

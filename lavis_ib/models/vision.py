@@ -29,7 +29,6 @@ class VisionConfig:
     mlp_hidden: int = 6144
     patch_size: int = 14
     layer_norm_eps: float = 1e-6
-    weights_image_size: int = 224
 
 
 def build_eva_vit(cfg: VisionConfig, image_size: int, drop_path_rate: float = 0.0, grad_checkpoint: bool = False) -> Eva:

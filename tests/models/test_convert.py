@@ -291,10 +291,9 @@ def test_config_round_trip_keeps_sizes(name: str, as_dict: bool) -> None:
 
 def test_model_cfg_fields() -> None:
     arch, cfg = model_cfg_from_hf_config(make_config(KINDS["instructblip_llama"]))
-    assert cfg["image_size"] == cfg["vision"]["weights_image_size"] == VISION["image_size"]
+    assert cfg["image_size"] == VISION["image_size"]
     assert cfg["vision"] == {
         "width": 32, "depth": 2, "num_heads": 4, "mlp_hidden": 72, "patch_size": 4, "layer_norm_eps": 1e-6,
-        "weights_image_size": 12,
     }
     assert cfg["ln_vision_eps"] == 1e-6 and cfg["num_query_token"] == 4 and cfg["qformer_text_input"] is True
     assert cfg["qformer"]["cross_attention_freq"] == 2 and cfg["qformer"]["num_layers"] == 3

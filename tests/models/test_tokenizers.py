@@ -15,6 +15,7 @@ from lavis_ib.models.tokenizers import (
     TINY_TOKENIZER_KINDS,
     TINY_TOKENIZERS_ROOT,
     encode,
+    has_tokenizer_files,
     load_opt_tokenizer,
     load_qformer_tokenizer,
     load_t5_tokenizer,
@@ -173,6 +174,19 @@ def test_missing_directory(tmp_path, loader):
         loader(missing)
     with pytest.raises(FileNotFoundError, match="not found at"):
         loader("lmsys/vicuna-7b-v1.1")
+
+
+def test_has_tokenizer_files(tmp_path, vicuna):
+    """Every saved form counts (even an incomplete one); a directory with only weights or subfolders does not."""
+    assert all(has_tokenizer_files(tiny_tokenizer_dir(kind)) for kind in TINY_TOKENIZER_KINDS)
+    (tmp_path / "qformer_tokenizer").mkdir()
+    (tmp_path / "config.json").write_text("{}")
+    assert not has_tokenizer_files(tmp_path)
+    (tmp_path / "vocab.txt").write_text("")
+    assert has_tokenizer_files(tmp_path)
+    saved = tmp_path / "saved"
+    vicuna.save_pretrained(saved)
+    assert has_tokenizer_files(saved)
 
 
 def test_generator_is_deterministic_and_matches_assets(tmp_path):
