@@ -29,6 +29,7 @@ from lavis_ib.models.precision import PrecisionPolicy, compute_in, full_precisio
 from lavis_ib.models.prompts import INSTRUCTION_KEY, instructions_for, vqa_prompt
 from lavis_ib.models.qformer import QFormer, QFormerConfig
 from lavis_ib.models.collator import ModelCollator
+from lavis_ib.models.inputs import check_candidates, check_generate_args, check_image, check_texts
 from lavis_ib.models.text_batching import TextBatcher
 from lavis_ib.models.tokenizers import load_qformer_tokenizer
 from lavis_ib.models.trainable import is_no_decay, optimizer_param_groups, trainable_parameters
@@ -226,6 +227,18 @@ class Blip2Base(BaseModel):
         workers with this model's tokenizers."""
         return ModelCollator(self.text, mode)
 
+    def input_image(self, samples: dict) -> torch.Tensor:
+        """`samples["image"]` checked against the `[B, 3, H, W]` / `[B, 3, T, H, W]` contract, on the model's device."""
+        if "image" not in samples:
+            raise KeyError(f"samples need an 'image' tensor; got keys {sorted(samples)}")
+        return check_image(samples["image"], self.cfg.image_size).to(self.device)
+
+    def training_instructions(self, samples: dict, batch_size: int) -> list[str]:
+        """The instructions `forward` trains on, with the targets checked to be one string per sample."""
+        if samples.get("text_output") is not None:
+            check_texts("text_output", samples["text_output"], batch_size)
+        return instructions_for(samples, "forward", self.cfg.prompt, batch_size)
+
     def qformer_inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT ids/mask of the instructions: right padding, left truncation at `max_txt_len` (keeps the end)."""
         tokens = self.text.qformer(texts)
@@ -360,10 +373,11 @@ class Blip2Base(BaseModel):
         if unknown:
             raise TypeError(f"generate() got unknown arguments {sorted(unknown)}; valid: {sorted(self.GENERATE_DEFAULTS)}")
         args = {**self.GENERATE_DEFAULTS, **overrides}
-        image = samples["image"]
+        check_generate_args(args)
+        image = self.input_image(samples)
         prompts = instructions_for(samples, "generate", self.cfg.prompt, image.shape[0])
         prompt_tokens = samples.get("prompt_tokens") or self.text.prompts(prompts)
-        visual = self.query_features(image.to(self.device), prompts, samples.get("qformer_tokens"))
+        visual = self.query_features(image, prompts, samples.get("qformer_tokens"))
         max_new, min_new = self.new_token_bounds(args["max_length"], args["min_length"],
                                                  args["length_semantics"] or self.cfg.length_semantics)
         gen_kwargs = dict(
@@ -450,10 +464,10 @@ class Blip2Base(BaseModel):
         `candidates` is one list shared by the batch or one list per sample; `n_segments` splits each sample's
         candidates into that many LLM batches to bound memory (the scores do not depend on it).
         """
-        image = samples["image"].to(self.device)
+        image = self.input_image(samples)
         batch = image.shape[0]
         prompts = instructions_for(samples, "score", self.cfg.prompt, batch)
-        per_sample = [list(c) for c in candidates] if isinstance(candidates[0], (list, tuple)) else [list(candidates)] * batch
+        per_sample = check_candidates(candidates, batch)
         visual = self.query_features(image, prompts, samples.get("qformer_tokens"))
         sums, counts = [], []
         for b in range(batch):

@@ -18,7 +18,6 @@ from lavis_ib.common.registry import registry
 from lavis_ib.models.blip2 import Blip2Base, Blip2Config
 from lavis_ib.models.decoder_only import gather_label_logprobs
 from lavis_ib.models.llm import build_language_model
-from lavis_ib.models.prompts import instructions_for
 from lavis_ib.models.text_batching import IGNORE, T5TextBatcher
 from lavis_ib.models.tokenizers import load_t5_tokenizer
 
@@ -83,8 +82,8 @@ class Blip2T5Instruct(Blip2Base):
 
     def forward(self, samples: dict) -> dict:
         """Mean cross-entropy of the targets given `[Q | instruction]`."""
-        image = samples["image"].to(self.device)
-        instructions = instructions_for(samples, "forward", self.cfg.prompt, image.shape[0])
+        image = self.input_image(samples)
+        instructions = self.training_instructions(samples, image.shape[0])
         visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
         tokens = samples.get("train_tokens") or self.text.training(instructions, samples.get("text_output"))
         embeds, mask = self.encoder_inputs(visual, tokens)

@@ -75,8 +75,8 @@ class DecoderOnlyBlip2(Blip2Base):
 
     def forward(self, samples: dict) -> dict:
         """Mean next-token cross-entropy over the supervised (target + EOS) tokens of the batch."""
-        image = samples["image"].to(self.device)
-        instructions = instructions_for(samples, "forward", self.cfg.prompt, image.shape[0])
+        image = self.input_image(samples)
+        instructions = self.training_instructions(samples, image.shape[0])
         visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
         ids, labels, mask = self.training_tokens(samples)
         embeds, full_mask = self.with_visual_prefix(visual, ids, mask)

@@ -10,13 +10,16 @@ from typing import Sequence
 from lavis_ib.common.text_format import join_ocr_tokens, render_choices
 
 
-def batch_prompts(prompt: str | Sequence[str], batch_size: int | None) -> list[str]:
+def batch_prompts(prompt: str | Sequence[str], batch_size: int | None, key: str = "prompt") -> list[str]:
     """A string replicated to the batch, or a per-sample list checked to have the batch's length (if known)."""
     if isinstance(prompt, str):
         return [prompt] * (batch_size or 1)
     prompt = list(prompt)
     if batch_size is not None and len(prompt) != batch_size:
-        raise ValueError(f"'prompt' has {len(prompt)} entries for a batch of {batch_size} images")
+        raise ValueError(f"samples[{key!r}] has {len(prompt)} entries for a batch of {batch_size} images")
+    bad = next((i for i, p in enumerate(prompt) if not isinstance(p, str)), None)
+    if bad is not None:
+        raise TypeError(f"samples[{key!r}][{bad}] must be a string, got {type(prompt[bad]).__name__}")
     return prompt
 
 
@@ -88,11 +91,11 @@ def instructions_for(samples: dict, method: str, default_prompt: str, batch_size
     `prompt` and adds the context / history / caption prefixes.
     """
     if INSTRUCTION_KEY in samples:
-        return batch_prompts(samples[INSTRUCTION_KEY], batch_size)
+        return batch_prompts(samples[INSTRUCTION_KEY], batch_size, INSTRUCTION_KEY)
     if method == "forward":
         if "text_input" not in samples:
             raise KeyError("forward() needs 'instruction' (or LAVIS's 'text_input') in the samples")
-        return batch_prompts(samples["text_input"], batch_size)
+        return batch_prompts(samples["text_input"], batch_size, "text_input")
     if method == "generate":
         return fill_ocr(batch_prompts(samples.get("prompt", default_prompt), batch_size), samples.get("ocr_tokens"))
     if method == "score":
