@@ -1,7 +1,8 @@
 """`make demo`: load the `tiny` InstructBLIP through the public API and answer an instruction about a bundled image.
 
 The tiny model has random weights (its config says `random_init: true`), so its words are noise; the demo shows the
-whole inference path — config, processors, ViT, Q-Former, LLM, generation and candidate ranking — end to end.
+whole inference path — config, processors, ViT, Q-Former, LLM, generation and candidate scoring — end to end, and
+says so instead of presenting an untrained model's ranking as an answer.
 It then builds the synthetic world, draws a balanced held-in batch and answers a held-out one. It will train the
 tiny model on that world once the training issue lands.
 """
@@ -39,17 +40,34 @@ def main(argv: list[str] | None = None) -> None:
     model, vis_processors, _ = load_model_and_preprocess(args.arch, args.model_type, is_eval=True)
     image = vis_processors["eval"](open_image(args.image)).unsqueeze(0)
     answer = model.generate({"image": image, "prompt": args.prompt}, max_length=12)[0]
-    choices = ["a red circle", "a blue square", "a green triangle"]
-    ranks = model.predict_class({"image": image, "prompt": args.prompt}, choices)[0].tolist()
     print(f"model     : {args.arch}/{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     print(f"image     : {args.image} -> tensor {tuple(image.shape)}")
     print(f"prompt    : {args.prompt}")
     print(f"generated : {answer!r}")
-    print(f"ranking   : {[choices[i] for i in ranks]}")
+    show_candidate_scores(model, image, args.prompt, ["a red circle", "a blue square", "a green triangle"])
     print(f"time      : {time.perf_counter() - start:.1f} s")
     if model.cfg.random_init:
         print("note      : random weights (tiny model type) - the text is noise until the model is trained")
     synthetic_world_demo(model, image.shape[-1])
+
+
+def show_candidate_scores(model, image: torch.Tensor, prompt: str, choices: list[str]) -> None:
+    """Candidate log-likelihoods on the image and on a blank one, with chance beside them.
+
+    An untrained model's ranking follows the candidates' token counts, whatever the image; it is shown as scores,
+    never as an answer, unless the model is trained and its ranking changes with the image.
+    """
+    scores = model.score_candidates({"image": image, "prompt": prompt}, choices).sum[0]
+    blank = model.score_candidates({"image": torch.zeros_like(image), "prompt": prompt}, choices).sum[0]
+    print("candidates: log-likelihood on this image | on a blank image")
+    for choice, score, blank_score in zip(choices, scores.tolist(), blank.tolist()):
+        print(f"  {choice:18s} {score:9.2f} | {blank_score:9.2f}")
+    image_independent = torch.equal(scores.argsort(descending=True), blank.argsort(descending=True))
+    if model.cfg.random_init or image_independent:
+        print(f"answer    : none - the ranking {'does not depend on the image' if image_independent else 'is noise'} "
+              f"(untrained weights); chance is 1/{len(choices)} ({100 / len(choices):.0f} %)")
+    else:
+        print(f"answer    : {choices[int(scores.argmax())]!r} (chance 1/{len(choices)})")
 
 
 def synthetic_dataset(name: str, split: str, image_size: int):
