@@ -26,7 +26,9 @@ from tqdm import tqdm
 
 from lavis_ib.common.paths import cache_root
 from lavis_ib.datasets.converters import Artifact, Skip, get_converter, list_converters
-from lavis_ib.datasets.records import OutputExistsError, shard_name, write_jsonl, write_shards
+from lavis_ib.datasets.records import (
+    MANIFEST_SUFFIX, OutputExistsError, manifest_path, shard_files, shard_name, write_jsonl, write_shards,
+)
 
 FORMATS = ("jsonl", "wds")
 
@@ -64,16 +66,24 @@ def _records(
 
     `artifacts` holds the side files this run already staged; another split may stage them again (same content).
     """
-    bar = tqdm(entries, desc=f"{report.split}", unit=" entries", disable=not progress, mininterval=1.0)
-    for entry in bar:
-        if isinstance(entry, Skip):
-            report.skipped[entry.reason] += 1
-        elif isinstance(entry, Artifact):
-            stage_artifact(entry, stage, out, overwrite or entry.filename in artifacts)
-            artifacts.add(entry.filename)
-            report.paths.append(out / entry.filename)
-        else:
-            yield entry
+    # Shown after a second (a conversion that fails at once prints only its error) and erased on failure, so the
+    # bar appears once: finished, or not at all.
+    bar = tqdm(entries, desc=f"{report.split}", unit=" entries", disable=not progress, mininterval=1.0, delay=1.0)
+    try:
+        for entry in bar:
+            if isinstance(entry, Skip):
+                report.skipped[entry.reason] += 1
+            elif isinstance(entry, Artifact):
+                stage_artifact(entry, stage, out, overwrite or entry.filename in artifacts)
+                artifacts.add(entry.filename)
+                report.paths.append(out / entry.filename)
+            else:
+                yield entry
+    except BaseException:
+        bar.leave = False
+        raise
+    finally:
+        bar.close()
 
 
 def stage_artifact(artifact: Artifact, stage: Path, out: Path, overwrite: bool) -> None:
@@ -97,10 +107,7 @@ def staged_output(out: Path) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=".converting-", dir=out))
     try:
         yield stage
-        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
-            target = out / path.relative_to(stage)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+        publish(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         for folder in created:
@@ -110,10 +117,27 @@ def staged_output(out: Path) -> Iterator[Path]:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def stale_shards(out: Path, split: str, keep: Sequence[Path]) -> list[Path]:
-    """Shards of `split` in `out` that a new, shorter shard set does not replace (a glob would still read them)."""
-    kept = {path.name for path in keep}
-    return [path for path in sorted(out.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")) if path.name not in kept]
+def publish(stage: Path, out: Path) -> None:
+    """Move the staged files into `out`, each staged shard set as a whole: the old set's manifest goes first (so
+    readers refuse the set while it changes), then the new shards, then the old set's other shards, manifest last."""
+    files = sorted(p for p in stage.rglob("*") if p.is_file())
+    manifests = [p for p in files if p.name.endswith(MANIFEST_SUFFIX)]
+    for manifest in manifests:
+        (out / manifest.relative_to(stage)).unlink(missing_ok=True)
+    for path in [p for p in files if p not in manifests]:
+        _move(path, out / path.relative_to(stage))
+    for manifest in manifests:
+        target = out / manifest.relative_to(stage)
+        listed = {entry["name"] for entry in json.loads(manifest.read_text(encoding="utf-8"))["shards"]}
+        for stale in shard_files(target.with_name(target.name[: -len(MANIFEST_SUFFIX)])):
+            if stale.name not in listed:
+                stale.unlink()
+        _move(manifest, target)
+
+
+def _move(path: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
 
 
 def convert(
@@ -133,6 +157,9 @@ def convert(
     converter = get_converter(name)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if Path(src).is_file():
+        raise FileNotFoundError(f"{name}: --src {src} is a file; pass the folder that holds it (the dataset's folder "
+                                f"as distributed, expected: {converter.sources})")
     if not Path(src).is_dir():
         raise FileNotFoundError(f"{name}: --src {src} is not a folder (expected: {converter.sources})")
     out = Path(out) if out is not None else default_output(name)
@@ -140,9 +167,10 @@ def convert(
     for split in splits:
         if split not in converter.splits:
             raise ValueError(f"{name}: unknown split {split!r}; this converter knows {', '.join(converter.splits)}")
-        if output_path(out, split, fmt).exists() and not overwrite:
-            raise OutputExistsError(f"{output_path(out, split, fmt)} already exists; pass --overwrite to replace it")
-    reports, artifacts, stale = [], set(), []
+        existing = [p for p in (output_path(out, split, fmt), manifest_path(out / split)) if p.exists()]
+        if existing and not overwrite:
+            raise OutputExistsError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    reports, artifacts = [], set()
     with staged_output(out) as stage:
         for split in splits:
             report = SplitReport(split)
@@ -153,10 +181,7 @@ def convert(
             else:
                 shards = write_shards(_count(records, report), stage / split, per_shard=per_shard)
                 report.paths[:0] = [out / path.name for path in shards]
-                stale += stale_shards(out, split, shards)
             reports.append(report)
-    for path in stale:
-        path.unlink()
     return reports
 
 

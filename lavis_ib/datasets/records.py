@@ -4,14 +4,20 @@ A record is a flat JSON object. Training needs `image`, `text_input` and `text_o
 truth its task scores against. `text_input` holds the *un-templated* text (the question, the answer for question
 generation, the statement for VSR, "" for captioning): instruction templates are applied when the dataset is
 loaded, so one converted file serves every template set. Readers validate every record and name the file and
-line (or shard and key) of a bad one.
+line (or shard and key) of a bad one; a line that is not UTF-8 names its byte offset and the encoding it looks like.
+
+A webdataset shard set `<prefix>-NNNNNN.tar` is published with a manifest `<prefix>.manifest.json` (shard names,
+record counts, sizes, sha256) written last: readers refuse a set without one (a conversion that never finished), with
+shards it does not list (stale ones) or missing, or whose size, checksum or record count differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
+import re
 import os
 import tarfile
 from contextlib import contextmanager
@@ -22,6 +28,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from lavis_ib.common.registry import closest_match
+from lavis_ib.datasets.encoding import decode_utf8
 
 _STR = (str,)
 _ID = (str, int)
@@ -92,9 +99,10 @@ def validate_record(record: Any, where: str) -> dict:
     return record
 
 
-def _parse_line(line: bytes, where: str) -> dict:
+def _parse_line(line: bytes, where: str, offset: int = 0) -> dict:
+    """The validated record of one line (`offset`: where it starts in its file, for an encoding error)."""
     try:
-        record = json.loads(line)
+        record = json.loads(decode_utf8(line, where, offset))
     except json.JSONDecodeError as error:
         raise RecordError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
     return validate_record(record, where)
@@ -115,7 +123,7 @@ class JsonlRecords(Sequence):
             position, number = 0, 0
             for number, line in enumerate(file, 1):
                 if line.strip():
-                    _parse_line(line, f"{self.path}:{number}")
+                    _parse_line(line, f"{self.path}:{number}", position)
                     offsets.append(position)
                 position += len(line)
         self._offsets = np.asarray(offsets, dtype=np.int64)
@@ -138,8 +146,13 @@ class JsonlRecords(Sequence):
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every record of a JSON-lines file, validated (errors name `path:line`)."""
+    records, position = [], 0
     with open(path, "rb") as file:
-        return [_parse_line(line, f"{path}:{n}") for n, line in enumerate(file, 1) if line.strip()]
+        for number, line in enumerate(file, 1):
+            if line.strip():
+                records.append(_parse_line(line, f"{path}:{number}", position))
+            position += len(line)
+    return records
 
 
 class OutputExistsError(FileExistsError):
@@ -187,34 +200,156 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_FORMAT = "lavis_ib.shards/1"
+
+
+class ShardSetError(ValueError):
+    """A webdataset shard set that was not published whole: no manifest, or shards that disagree with it."""
+
+
+def shard_prefix(location: str | os.PathLike) -> Path:
+    """The prefix of the shard set a shard (`train-000003.tar`) or pattern (`train-*.tar`) belongs to: `train`."""
+    location = Path(location)
+    match = re.fullmatch(r"(.+)-[^-]+\.tar", location.name)
+    if match is None or any(c in match.group(1) for c in "*?[{"):
+        raise ShardSetError(f"{location}: not a shard name or pattern of the form <prefix>-NNNNNN.tar / <prefix>-*.tar")
+    return location.parent / match.group(1)
+
+
+def manifest_path(prefix: str | os.PathLike) -> Path:
+    """The manifest of shard set `prefix`: `<prefix>.manifest.json`."""
+    return Path(f"{prefix}{MANIFEST_SUFFIX}")
+
+
+def shard_files(prefix: Path) -> list[Path]:
+    """The shard files of set `prefix` present on disk (`<prefix>-NNNNNN.tar`), sorted."""
+    return sorted(prefix.parent.glob(glob_escape(prefix.name) + "-[0-9][0-9][0-9][0-9][0-9][0-9].tar"))
+
+
+def glob_escape(name: str) -> str:
+    """`name` with glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A published shard set: its prefix and the manifest's entries (`name`, `records`, `bytes`, `sha256`)."""
+
+    prefix: Path
+    shards: tuple[dict, ...]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.prefix.parent / entry["name"] for entry in self.shards]
+
+    @property
+    def records(self) -> int:
+        return sum(entry["records"] for entry in self.shards)
+
+    def entry(self, path: Path) -> dict:
+        """The manifest entry of shard `path`; a shard the manifest does not list is a `ShardSetError`."""
+        for entry in self.shards:
+            if entry["name"] == path.name:
+                return entry
+        raise ShardSetError(f"{path.parent}: shard {path.name} is not listed in {manifest_path(self.prefix).name}")
+
+
+def load_shard_set(location: str | os.PathLike) -> ShardSet:
+    """The shard set of a shard or pattern, checked against its manifest: present, complete, nothing stale, sizes.
+
+    Checksums are verified per shard as it is read (`iter_shards`), so opening a large set stays cheap.
+    """
+    prefix = shard_prefix(location)
+    manifest, present = manifest_path(prefix), {path.name: path for path in shard_files(prefix)}
+    folder = f"{prefix.parent}: shard set {prefix.name!r}"
+    if not manifest.is_file():
+        raise ShardSetError(f"{folder} has no manifest {manifest.name} ({len(present)} shard files found): it was "
+                            f"not published by a finished conversion; convert it again (with --overwrite)")
+    try:
+        content = json.loads(manifest.read_text(encoding="utf-8"))
+        shards = tuple(content["shards"])
+        listed = [entry["name"] for entry in shards]
+        assert content["format"] == MANIFEST_FORMAT and content["records"] == sum(e["records"] for e in shards)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise ShardSetError(f"{folder}: {manifest.name} is not a valid {MANIFEST_FORMAT} manifest") from None
+    problems = [f"missing shard {name}" for name in listed if name not in present]
+    problems += [f"{name} is not in the manifest (stale, or from another conversion)" for name in present
+                 if name not in listed]
+    problems += [f"{e['name']} has {present[e['name']].stat().st_size:,} bytes, the manifest says {e['bytes']:,}"
+                 for e in shards if e["name"] in present and present[e["name"]].stat().st_size != e["bytes"]]
+    if problems:
+        raise ShardSetError(f"{folder} does not match {manifest.name}: " + "; ".join(problems[:5])
+                            + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
+    return ShardSet(prefix, shards)
+
+
+def verify_shards(paths: Iterable[str | os.PathLike]) -> dict[Path, dict]:
+    """`{shard: manifest entry}` for shards that all belong to published sets (`load_shard_set`)."""
+    sets: dict[Path, ShardSet] = {}
+    entries = {}
+    for path in map(Path, paths):
+        prefix = shard_prefix(path)
+        if prefix not in sets:
+            sets[prefix] = load_shard_set(path)
+        entries[path] = sets[prefix].entry(path)
+    return entries
+
+
+def _write_shard(chunk: list[tuple[int, dict]], path: Path, prefix: str | os.PathLike) -> dict:
+    """Write one shard atomically; its manifest entry."""
+    with atomic_file(path) as partial:
+        with tarfile.open(partial, "w") as tar:
+            for count, record in chunk:
+                validate_record(record, f"record {count + 1} for shards {prefix}")
+                _add_member(tar, f"{count:09d}.json", json.dumps(record, ensure_ascii=False).encode())
+        entry = {"name": path.name, "records": len(chunk), "bytes": partial.stat().st_size,
+                 "sha256": sha256_file(partial)}
+    return entry
+
+
 def write_shards(
     records: Iterable[dict], prefix: str | os.PathLike, per_shard: int = 10_000, overwrite: bool = False
 ) -> list[Path]:
-    """Write records as webdataset tar shards (`<key>.json` members, keys zero-padded); returns the shard paths.
-
-    Each shard is written atomically (`atomic_file`).
+    """Write records as webdataset tar shards (`<key>.json` members, keys zero-padded) and, last, the set's manifest;
+    returns the shard paths. A set killed before its manifest is written is refused by every reader.
     """
     if per_shard < 1:
         raise ValueError(f"per_shard must be ≥ 1, got {per_shard}")
     _check_target(shard_name(prefix, 0), overwrite)
     numbered = enumerate(records)
-    paths: list[Path] = []
+    entries: list[dict] = []
     while chunk := list(itertools.islice(numbered, per_shard)):
-        path = shard_name(prefix, len(paths))
-        with atomic_file(path) as partial, tarfile.open(partial, "w") as tar:
-            for count, record in chunk:
-                validate_record(record, f"record {count + 1} for shards {prefix}")
-                _add_member(tar, f"{count:09d}.json", json.dumps(record, ensure_ascii=False).encode())
-        paths.append(path)
-    return paths
+        entries.append(_write_shard(chunk, shard_name(prefix, len(entries)), prefix))
+    manifest = {"format": MANIFEST_FORMAT, "records": sum(e["records"] for e in entries), "shards": entries}
+    with atomic_file(manifest_path(prefix)) as partial:
+        partial.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return [shard_name(prefix, n) for n in range(len(entries))]
 
 
 def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
-    """The validated records of webdataset shards, in order (errors name the shard and member)."""
+    """The validated records of published webdataset shards, in order; each shard's sha256 and record count are
+    checked against its set's manifest (errors name the shard, and the member of a bad record)."""
     import webdataset as wds
 
-    for path in paths:
+    for path, entry in verify_shards(paths).items():
+        if sha256_file(path) != entry["sha256"]:
+            raise ShardSetError(f"{path.parent}: shard {path.name} does not match its manifest's sha256 "
+                                f"(changed or corrupted after it was written)")
+        count = 0
         # One shard at a time and split by ShardDataset itself: webdataset must not split by node or worker again.
-        for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False, nodesplitter=None,
-                                     workersplitter=None):
+        for count, sample in enumerate(wds.WebDataset(str(path), shardshuffle=False, empty_check=False,
+                                                      nodesplitter=None, workersplitter=None), 1):
             yield _parse_line(sample["json"], f"{path}:{sample['__key__']}.json")
+        if count != entry["records"]:
+            raise ShardSetError(f"{path.parent}: shard {path.name} holds {count} records, its manifest says "
+                                f"{entry['records']}")

@@ -6,6 +6,10 @@ fixed blocks from a generator seeded by (seed, rank, block), and the j-th draw o
 of per-epoch permutations (seeded by seed, dataset and epoch) of which each rank takes every world_size-th element.
 So ranks draw different streams, every rank sees disjoint samples within an epoch, and a resumed run continues the
 identical stream from the number of samples consumed.
+
+`balanced_mixture` bounds a pass by default: `num_samples` (default: each dataset's per-rank share summed, one
+"mixture epoch") gives the sampler a `__len__`, so `len(loader)` works and a `for` loop ends; the next pass continues
+the stream rather than repeating it. `num_samples=None` makes it infinite, for iteration-based training.
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ def describe_ratios(sizes: Mapping[str, int], ratios: Mapping[str, float]) -> st
 class BalancedSampler(Sampler):
     """Yields `(dataset, index, epoch)` keys for a `MixtureDataset`: per-sample draws ∝ ratios, per-rank streams.
 
-    `num_samples` bounds one pass (None: infinite, as iteration-based training wants). Use `state_dict(consumed)`
-    with the number of samples the model actually consumed (a DataLoader prefetches ahead of that).
+    `num_samples` bounds one pass (None, this class's default: infinite, as iteration-based training wants; then
+    `len()` raises). Pass k yields stream positions [k·n, (k+1)·n), so passes never repeat; a resumed pass ends at the
+    next multiple of n. Use `state_dict(consumed)` with the number of samples the model actually consumed (a
+    DataLoader prefetches ahead of that).
     """
 
     def __init__(
@@ -73,6 +79,8 @@ class BalancedSampler(Sampler):
                 raise ValueError(f"a dataset with {size} samples cannot be split across {world_size} ranks")
         self.sizes = [int(s) for s in sizes]
         self.probabilities = np.asarray(ratios, dtype=np.float64) / np.sum(ratios)
+        if num_samples is not None and num_samples < 1:
+            raise ValueError(f"num_samples must be ≥ 1 or None (infinite), got {num_samples}")
         self.seed, self.rank, self.world_size, self.num_samples = seed, rank, world_size, num_samples
         self.position = 0
         self._block_cache: tuple[int, np.ndarray] | None = None
@@ -110,7 +118,7 @@ class BalancedSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         counts = self._draw_counts(self.position)
-        end = None if self.num_samples is None else self.num_samples
+        end = None if self.num_samples is None else (self.position // self.num_samples + 1) * self.num_samples
         while end is None or self.position < end:
             block, offset = divmod(self.position, BLOCK)
             dataset = int(self._choices(block)[offset])
@@ -118,7 +126,6 @@ class BalancedSampler(Sampler):
             counts[dataset] += 1
             self.position += 1
             yield dataset, index, epoch
-        self.position = 0  # a bounded pass starts over next time
 
     def __len__(self) -> int:
         if self.num_samples is None:
@@ -143,9 +150,13 @@ class BalancedSampler(Sampler):
 
 
 class MixtureDataset(Dataset):
-    """Several datasets behind `(dataset, index, epoch)` keys from a `BalancedSampler`; items name their dataset."""
+    """Several datasets behind `(dataset, index, epoch)` keys from a `BalancedSampler`; items name their dataset.
 
-    def __init__(self, datasets: Mapping[str, Dataset]):
+    `ratios` holds each dataset's effective sampling probability; `ratio_table()` prints them with the sizes.
+    """
+
+    def __init__(self, datasets: Mapping[str, Dataset], ratios: Mapping[str, float] | None = None):
+        self.ratios = dict(ratios or {})
         self.names = list(datasets)
         self.datasets = list(datasets.values())
         for name, dataset in datasets.items():
@@ -164,18 +175,40 @@ class MixtureDataset(Dataset):
     def collater(self, samples):
         return self.datasets[0].collater(samples)
 
+    def ratio_table(self) -> str:
+        """Each dataset's size and effective sampling ratio as a table (also logged at INFO by `balanced_mixture`)."""
+        return describe_ratios({name: len(d) for name, d in zip(self.names, self.datasets)}, self.ratios)
+
+
+def _records_file(dataset: Dataset) -> str:
+    """Where a dataset's records come from, for an error message (its records file, else its type)."""
+    return str(getattr(getattr(dataset, "records", None), "path", None) or type(dataset).__name__)
+
+
+EPOCH = "epoch"
+
 
 def balanced_mixture(
-    datasets: Mapping[str, Dataset], *, seed: int = 0, rank: int = 0, world_size: int = 1
+    datasets: Mapping[str, Dataset], *, seed: int = 0, rank: int = 0, world_size: int = 1,
+    num_samples: int | str | None = EPOCH,
 ) -> tuple[MixtureDataset, BalancedSampler]:
-    """The mixture of `datasets` and its sampler, logging the effective ratios.
+    """The mixture of `datasets` and its sampler (`mixture.ratio_table()` shows the effective ratios).
 
     Each dataset's multiplier is its `sample_ratio` (set from its config's `sample_ratio` by the builder; 1 for a
-    dataset without one): the config is the one place a mixture is tuned.
+    dataset without one): the config is the one place a mixture is tuned. `num_samples` bounds one pass of the
+    sampler: "epoch" (default) is the sum of every sampled dataset's per-rank share, an int that many, None infinite.
+    A dataset with no records is an error naming it and its file.
     """
     sizes = {name: len(dataset) for name, dataset in datasets.items()}
     multipliers = {name: float(getattr(dataset, "sample_ratio", 1.0)) for name, dataset in datasets.items()}
+    for name, size in sizes.items():
+        if size == 0 and multipliers[name] > 0:
+            raise ValueError(f"{name}: no records in {_records_file(datasets[name])}; an empty dataset cannot take "
+                             f"part in a mixture (did its conversion skip every entry?)")
     ratios = balanced_ratios(sizes, multipliers)
-    logger.info("balanced sampling ratios (rank %d):\n%s", rank, describe_ratios(sizes, ratios))
-    sampler = BalancedSampler(list(sizes.values()), list(ratios.values()), seed, rank, world_size)
-    return MixtureDataset(datasets), sampler
+    mixture = MixtureDataset(datasets, ratios)
+    logger.info("balanced sampling ratios (rank %d):\n%s", rank, mixture.ratio_table())
+    if num_samples == EPOCH:
+        num_samples = sum(size // world_size for name, size in sizes.items() if ratios[name] > 0)
+    sampler = BalancedSampler(list(sizes.values()), list(ratios.values()), seed, rank, world_size, num_samples)
+    return mixture, sampler

@@ -58,7 +58,7 @@ VQG = (
     "<Image>Taking the image into account, generate an question that has the answer: {Answer}. Question:",
 )
 
-# Zero-shot evaluation prompts (paper Appendix E, see reference/paper_and_datasets.md §2.3).
+# Zero-shot evaluation prompts (the InstructBLIP paper's Appendix E).
 SHORT_DESCRIPTION = ("<Image>A short image description:",)
 SHORT_ANSWER = ("<Image>Question: {Question} Short answer:",)
 TRUE_OR_FALSE = ('<Image>Based on the image, is this statement true or false? "{Statement}" Answer:',)

@@ -43,8 +43,7 @@ def configured_storage(name: str, split: str) -> str:
     """The annotation path (relative to the data root) that `name`'s default config reads for `split`."""
     annotations = registry.get_builder_class(name)().config.build_info.annotations
     assert split in annotations, f"{name}: the default config has no {split!r} split (it has {sorted(annotations)})"
-    entry = annotations[split]
-    return entry["storage"] if isinstance(entry, dict) else str(entry)
+    return annotations[split].storage
 
 
 def test_the_registered_paper_datasets_are_exactly_the_13_held_in_and_13_held_out():

@@ -51,7 +51,7 @@ def test_overwriting_with_fewer_shards_removes_the_stale_ones(tmp_path):
     convert("vqav2", tmp_path / "src", tmp_path / "out", fmt="wds", per_shard=1)
     (report,) = convert("vqav2", tmp_path / "src", tmp_path / "out", fmt="wds", per_shard=2, overwrite=True)
     assert [p.name for p in report.paths] == ["train-000000.tar"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train-000000.tar"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train-000000.tar", "train.manifest.json"]
 
 
 def test_unknown_dataset_and_split_name_the_alternatives(tmp_path, capsys):
@@ -73,8 +73,8 @@ def test_msvd_without_youtube_mapping_exits_2_and_writes_nothing(tmp_path, capsy
     (tmp_path / "src" / "youtube_mapping.txt").unlink()
     out = tmp_path / "datasets" / "msvd_qa"
     assert main(["msvd_qa", "--src", str(tmp_path / "src"), "--out", str(out)]) == 2
-    assert capsys.readouterr().err.endswith(f"\nerror: annotation file not found; looked for: "
-                                            f"{tmp_path / 'src' / 'youtube_mapping.txt'}\n")  # after the progress bar
+    assert capsys.readouterr().err == (f"error: annotation file not found; looked for: "  # and no progress bar
+                                       f"{tmp_path / 'src' / 'youtube_mapping.txt'}\n")
     assert not (tmp_path / "datasets").exists()  # not even the folders --out would have needed
 
 

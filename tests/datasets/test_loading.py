@@ -100,7 +100,8 @@ def test_an_all_unreadable_dataset_is_an_error_naming_it(root, tmp_path):
         vqav2(root)[2]
     big = tmp_path / "big"
     write_jsonl(vqa_records([f"train2014/absent{i}.png" for i in range(500)]), big / "datasets/vqav2/train.jsonl")
-    with pytest.raises(UnreadableDatasetError, match=r"the 64 records tried after it; check the media root .*big"):
+    with pytest.raises(UnreadableDatasetError, match=r"the 7 records tried after it \(max_consecutive_skips: 8\); "
+                                                     r"first missing path: .*absent0.png; check the media root .*big"):
         vqav2(big)[0]
 
 
@@ -180,7 +181,9 @@ def test_shards_are_split_across_ranks_and_unreadable_ones_replaced(tmp_path, mo
     assert [[i["text_output"] for i in items] for items in ranks] == [  # rank 0 reads shards 0 and 2, rank 1 shard 1
         ["caption 0", "caption 1", "caption 4", "caption 5"], ["caption 3"],
     ]
-    assert ranks[1][0]["replaces"] == [Skipped("capfilt14m", SHARD_STRIDE * 1 + 0, ranks[1][0]["replaces"][0].reason)]
+    (replaced,) = ranks[1][0]["replaces"]
+    missing = str(root / "capfilt14m/images/train2014/img2.png")
+    assert replaced == Skipped("capfilt14m", SHARD_STRIDE * 1 + 0, replaced.reason, missing)
     assert collate(ranks[1])["skipped"] == ranks[1][0]["replaces"] and "img2.png" in str(ranks[1][0]["replaces"][0])
     with pytest.raises(ValueError, match="capfilt14m: 3 shards cannot be split across 4 ranks"):
         capfilt(root, rank=0, world_size=4)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -25,7 +26,7 @@ from lavis_ib.common.schema import ConfigError, from_dict
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import ItemMaker, RecordDataset, ShardDataset
 from lavis_ib.datasets.builders.schema import DatasetConfig
-from lavis_ib.datasets.records import JsonlRecords
+from lavis_ib.datasets.records import JsonlRecords, load_shard_set, manifest_path, shard_prefix
 from lavis_ib.processors import build_processors, with_vis_defaults
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ DATASET_CONFIGS = configs_root / "datasets"
 TRAIN_SPLIT = "train"
 DEFAULT_IMAGE_SIZE = 224
 """InstructBLIP's input size: the visual processors' size when neither the dataset config nor the model sets one."""
+
+
+def is_shard_pattern(location: Path) -> bool:
+    """Whether a split's storage names webdataset shards (`<split>-*.tar`) rather than a JSON-lines file."""
+    return location.suffix == ".tar" or "*" in location.name
 
 
 def _plain(node: Any) -> dict:
@@ -51,13 +57,15 @@ class DatasetBuilder:
         self, cfg: Any = None, source: str | None = None, data_root: str | os.PathLike | None = None,
         vis_defaults: dict | None = None,
     ):
-        """`cfg`: None (the default YAML), a YAML path, or a mapping/OmegaConf node of this dataset's block.
+        """`cfg`: None (the default YAML), a YAML path, or a mapping/OmegaConf node of this dataset's block; a path
+        or block is merged onto the default YAML of its `type` variant, so it needs to hold only what it changes.
 
         `data_root` and `vis_defaults` apply where the dataset config does not set its own (module docstring).
         """
         if cfg is None or isinstance(cfg, (str, os.PathLike)):
             path = Path(cfg) if cfg is not None else self.default_config_path()
             cfg, source = self.load_config_file(path), str(path)
+        cfg = self.with_defaults(cfg)
         self.source = source or f"datasets.{self.name}"
         self.config: DatasetConfig = from_dict(DatasetConfig, _plain(cfg), self.source, f"datasets.{self.name}")
         self.data_root = data_root
@@ -82,6 +90,18 @@ class DatasetBuilder:
         return OmegaConf.merge(cls.load_config_file(cls.default_config_path(variant)), overrides)
 
     @classmethod
+    def with_defaults(cls, block: Any) -> DictConfig:
+        """`block` merged onto the default YAML of its `type` variant (as `Config` merges a project's block)."""
+        block = OmegaConf.create(_plain(block))
+        try:
+            default = cls.load_config_file(cls.default_config_path(block.get("type", "default")))
+        except ConfigError:
+            if "type" in block:
+                raise
+            return block  # a builder without a default YAML: the block is the whole config
+        return OmegaConf.merge(default, block)
+
+    @classmethod
     def load_config_file(cls, path: Path) -> DictConfig:
         """This dataset's block of a dataset YAML (`datasets: {<name>: ...}`)."""
         blocks = OmegaConf.load(path).get("datasets") or {}
@@ -99,9 +119,7 @@ class DatasetBuilder:
         return data_root(self.config.data_root, self.data_root)
 
     def storage(self, split: str) -> Path:
-        entry = self.config.build_info.annotations[split]
-        location = entry["storage"] if isinstance(entry, dict) else entry
-        return resolve_under(location, self.root)
+        return resolve_under(self.config.build_info.annotations[split].storage, self.root)
 
     def media_root(self, vis_path: str | None = None) -> Path | None:
         """Where media paths of the records are relative to (`vis_path` overrides the config)."""
@@ -132,6 +150,7 @@ class DatasetBuilder:
             random_answer=mode == "train" and cfg.answer_sampling == "random",
             strict=cfg.strict,
             seed=cfg.seed,
+            max_consecutive_skips=cfg.max_consecutive_skips,
         )
 
     def answer_list(self) -> list[str] | None:
@@ -151,7 +170,7 @@ class DatasetBuilder:
         """The command that writes `split` where this builder reads it."""
         command = f"python -m lavis_ib.datasets.convert {self.name} --src <original folder> --split {split}"
         location = self.storage(split)
-        if location.suffix == ".tar" or "*" in location.name:
+        if is_shard_pattern(location):
             command += " --format wds"
         if location.parent != cache_root() / "datasets" / self.name:
             command += f" --out {location.parent}"
@@ -163,8 +182,8 @@ class DatasetBuilder:
             known = ", ".join(self.splits)
             raise KeyError(f"dataset {self.name!r} has no split {split!r}; configured splits: {known}")
         location = self.storage(split)
-        if location.suffix == ".tar" or "*" in location.name:
-            found = any(location.parent.glob(location.name))
+        if is_shard_pattern(location):  # shards without a manifest are found here and refused by build_split
+            found = manifest_path(shard_prefix(location)).is_file() or any(location.parent.glob(location.name))
         else:
             found = location.is_file()
         if found:
@@ -184,8 +203,8 @@ class DatasetBuilder:
         location = self.storage(split)
         make_item = self.item_maker(split, vis_path)
         ratio, train = self.config.sample_ratio, split == TRAIN_SPLIT
-        if location.suffix == ".tar" or "*" in location.name:
-            shards = sorted(location.parent.glob(location.name))
+        if is_shard_pattern(location):
+            shards = [path for path in load_shard_set(location).paths if fnmatch(path.name, location.name)]
             dataset = ShardDataset(shards, make_item, rank, world_size, ratio, replace_unreadable=train)
         else:
             dataset = RecordDataset(JsonlRecords(location), make_item, ratio, replace_unreadable=train)

@@ -6,8 +6,10 @@ Every random draw of an item (template, answer, crop, flip, RandomAugment) is a 
 index), so DataLoader workers, ranks and resumed runs see identical items. In training, a record whose media
 cannot be read is replaced by a readable record of the same dataset (found by a seeded probe), so batches keep their
 size on every rank; in evaluation it stays a `Skipped` marker that the collater drops, so no sample is scored twice.
-Either way it is listed in `batch["skipped"]` (count them with `SkipCounter`). With `strict: true` an unreadable
-record is an error instead.
+Either way it is listed in `batch["skipped"]` (count them with `SkipCounter`). More than `max_consecutive_skips`
+unreadable records in a row (train and eval alike) is an `UnreadableDatasetError` naming the media root and the first
+missing path: the root is then wrong, and a run must not go on with empty batches. With `strict: true` an unreadable
+record is an error at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from lavis_ib.common.media import MediaError, open_image
 from lavis_ib.datasets import templates
-from lavis_ib.datasets.records import iter_shards
+from lavis_ib.datasets.records import iter_shards, verify_shards
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,9 @@ PASSTHROUGH = (
 )
 REPLACES = "replaces"
 """Item key: the `Skipped` records this item stands in for (moved into `batch["skipped"]` by `collate`)."""
-MAX_REPLACEMENT_PROBES = 64
-"""Unreadable records tried in a row before a dataset is declared unreadable (its media root is likely wrong)."""
+MAX_CONSECUTIVE_SKIPS = 8
+"""Default of the dataset config key `max_consecutive_skips`: unreadable records in a row (the record and its
+replacement probes in training) before a dataset is declared unreadable (its media root is likely wrong)."""
 SHARD_STRIDE = 1 << 32
 """A shard record's index is shard number × SHARD_STRIDE + position in the shard: stable across workers and ranks."""
 _AUGMENT_STREAM, _PROBE_STREAM = 1, 2
@@ -49,6 +52,7 @@ class Skipped:
     dataset: str
     index: int
     reason: str
+    path: str | None = None  # the media file that could not be read, when known
 
     def __str__(self) -> str:
         return f"{self.dataset}[{self.index}]: {self.reason}"
@@ -69,11 +73,13 @@ def sample_generator(seed: int, epoch: int, index: int, dataset: str = "") -> to
     return torch.Generator().manual_seed(sample_seed(seed, epoch, index, dataset))
 
 
-def replacement_probes(size: int, index: int, seed: int, epoch: int, dataset: str = "") -> list[int]:
-    """The records tried, in order, to replace unreadable record `index`: up to MAX_REPLACEMENT_PROBES others, drawn
-    without replacement by a generator seeded like the sample's own draws."""
+def replacement_probes(
+    size: int, index: int, seed: int, epoch: int, dataset: str = "", limit: int = MAX_CONSECUTIVE_SKIPS - 1
+) -> list[int]:
+    """The records tried, in order, to replace unreadable record `index`: up to `limit` others, drawn without
+    replacement by a generator seeded like the sample's own draws."""
     rng = np.random.default_rng(sample_seed(seed, epoch, index, dataset, _PROBE_STREAM))
-    others = rng.choice(size - 1, size=min(size - 1, MAX_REPLACEMENT_PROBES), replace=False)
+    others = rng.choice(size - 1, size=min(size - 1, max(limit, 0)), replace=False)
     return [int(j) + int(j >= index) for j in others]
 
 
@@ -151,6 +157,7 @@ class ItemMaker:
     strict: bool
     seed: int = 0
     epoch: int = 0
+    max_consecutive_skips: int = MAX_CONSECUTIVE_SKIPS
 
     def media(self, record: dict) -> Any:
         """The processor input: a PIL image, a video path, a `{path, start, end}` clip, or a list of frame paths."""
@@ -182,7 +189,7 @@ class ItemMaker:
         except MediaError as error:
             if self.strict:
                 raise MediaError(f"{self.name} record {index}: {error}", path=error.path) from error
-            return Skipped(self.name, index, str(error))
+            return Skipped(self.name, index, str(error), error.path and str(error.path))
         raw = dict(record)
         if raw["text_input"]:
             raw["text_input"] = self.text_processor(raw["text_input"])
@@ -197,17 +204,38 @@ class ItemMaker:
         return item
 
 
-def _unreadable(make_item: ItemMaker, unreadable: Sequence[Skipped], size: int | None = None) -> UnreadableDatasetError:
-    """The error for a run of unreadable records: the dataset, the first record and reason, and where media are read."""
-    first, others = unreadable[0], len(unreadable) - 1
-    if size is not None and others == size - 1:
-        scope = f"and so is every other record of the dataset ({others:,})"
-    else:
-        scope = f"and so are the {others:,} records tried after it"
-    return UnreadableDatasetError(
-        f"{make_item.name}: record {first.index} is unreadable ({first.reason}) {scope}; check the media root "
-        f"{make_item.media_root} (build_info.images/videos.storage, data_root or vis_path)"
-    )
+class SkipRun:
+    """The unreadable records met in a row; reaching the dataset's `max_consecutive_skips` raises, since the media
+    root is then wrong rather than a few files missing. `size`: the dataset's record count, when known."""
+
+    def __init__(self, make_item: ItemMaker, size: int | None = None):
+        self.make_item, self.size, self.records = make_item, size, []
+
+    def add(self, skipped: Skipped) -> None:
+        """Count one more unreadable record; `UnreadableDatasetError` when the run reaches the limit."""
+        self.records.append(skipped)
+        if len(self.records) >= self.make_item.max_consecutive_skips:
+            raise self.error()
+
+    def end(self) -> list[Skipped]:
+        """A readable record ends the run: the unreadable ones it followed."""
+        records, self.records = self.records, []
+        return records
+
+    def error(self) -> UnreadableDatasetError:
+        """The dataset, the first record, its reason and path, and the media root (saying so when it is absent)."""
+        first, others, root = self.records[0], len(self.records) - 1, self.make_item.media_root
+        if self.size is not None and others == self.size - 1:
+            scope = f"and so is every other record of the dataset ({others:,})"
+        else:
+            scope = f"and so are the {others:,} records tried after it"
+        absent = " (which does not exist)" if root is not None and not root.exists() else ""
+        return UnreadableDatasetError(
+            f"{self.make_item.name}: record {first.index} is unreadable ({first.reason}) {scope} "
+            f"(max_consecutive_skips: {self.make_item.max_consecutive_skips}); first missing path: "
+            f"{first.path or first.reason}; check the media root {root}{absent} (build_info.images/videos.storage, "
+            f"data_root or vis_path)"
+        )
 
 
 class RecordDataset(Dataset):
@@ -224,6 +252,7 @@ class RecordDataset(Dataset):
         self.records, self.make_item, self.sample_ratio = records, make_item, sample_ratio
         self.replace_unreadable = replace_unreadable
         self.skipped = 0
+        self._run = SkipRun(make_item, len(records))  # evaluation: unreadable records in a row, in this process
 
     @property
     def name(self) -> str:
@@ -243,16 +272,21 @@ class RecordDataset(Dataset):
     def get(self, index: int, epoch: int) -> dict | Skipped:
         """Item `index` with the draws of `epoch`; an unreadable record is replaced by the first readable probe."""
         item = self._make(index, epoch)
-        if not isinstance(item, Skipped) or not self.replace_unreadable:
+        run = SkipRun(self.make_item, len(self)) if self.replace_unreadable else self._run
+        if not isinstance(item, Skipped):
+            run.end()
             return item
-        unreadable = [item]
-        for probe in replacement_probes(len(self), index, self.make_item.seed, epoch, self.name):
+        run.add(item)
+        if not self.replace_unreadable:
+            return item
+        limit = self.make_item.max_consecutive_skips - 1
+        for probe in replacement_probes(len(self), index, self.make_item.seed, epoch, self.name, limit):
             item = self._make(probe, epoch)
             if not isinstance(item, Skipped):
-                item[REPLACES] = unreadable
+                item[REPLACES] = run.end()
                 return item
-            unreadable.append(item)
-        raise _unreadable(self.make_item, unreadable, len(self))
+            run.add(item)
+        raise run.error()  # every record of a dataset smaller than the limit is unreadable
 
     def set_epoch(self, epoch: int) -> None:
         """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""
@@ -277,6 +311,7 @@ class ShardDataset(IterableDataset):
         if len(shards) < world_size:
             raise ValueError(f"{make_item.name}: {len(shards)} shards cannot be split across {world_size} ranks "
                              f"(every rank needs at least one; write more shards)")
+        verify_shards(shards)  # published whole, with a manifest (checksums are checked as each shard is read)
         self.shards, self.make_item, self.sample_ratio = list(shards), make_item, sample_ratio
         self.rank, self.world_size, self.replace_unreadable = rank, world_size, replace_unreadable
         self.skipped = 0
@@ -298,24 +333,22 @@ class ShardDataset(IterableDataset):
                 yield number * SHARD_STRIDE + position, record
 
     def __iter__(self) -> Iterator[dict | Skipped]:
-        unreadable: list[Skipped] = []
+        run = SkipRun(self.make_item)
         for index, record in self._records():
             item = self.make_item(record, index)
             if isinstance(item, Skipped):
                 self.skipped += 1
+                run.add(item)
                 if not self.replace_unreadable:
                     yield item
-                    continue
-                unreadable.append(item)
-                if len(unreadable) > MAX_REPLACEMENT_PROBES:
-                    raise _unreadable(self.make_item, unreadable)
                 continue
-            if unreadable:
-                item[REPLACES], unreadable = unreadable, []
+            unreadable = run.end()
+            if unreadable and self.replace_unreadable:
+                item[REPLACES] = unreadable
             yield item
-        if unreadable:
+        if run.records and self.replace_unreadable:
             logger.warning("%s: the last %d records of this stream were unreadable and not replaced: %s",
-                           self.name, len(unreadable), "; ".join(map(str, unreadable)))
+                           self.name, len(run.records), "; ".join(map(str, run.records)))
 
     def set_epoch(self, epoch: int) -> None:
         """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""

@@ -20,9 +20,11 @@ from lavis_ib.datasets.converters.base import (
     coco_2017_image,
     field,
     find_source,
+    integer_id,
     load_json,
     most_common,
     register_converter,
+    text,
 )
 from lavis_ib.datasets.converters.vqa import as_question_generation
 
@@ -34,11 +36,12 @@ def read_aokvqa(src: Path, split: str) -> Iterator[dict | Skip]:
     path = find_source(src, AOKVQA_FILE.format(split=split))
     for n, entry in enumerate(load_json(path)):
         where = f"{path}: [{n}]"
-        image = entry.get("image") or coco_2017_image(field(entry, "split", where), field(entry, "image_id", where))
+        image = entry.get("image") or coco_2017_image(
+            field(entry, "split", where), integer_id(entry, "image_id", where))
         answers = entry.get("direct_answers")
         record = {
             "image": image,
-            "text_input": field(entry, "question", where),
+            "text_input": text(entry, "question", where),
             "text_output": most_common(answers or []),
             "question_id": field(entry, "question_id", where),
             "image_id": field(entry, "image_id", where),

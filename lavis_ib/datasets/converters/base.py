@@ -9,6 +9,7 @@ can count what was dropped and why. Side files (an answer vocabulary) are yielde
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from lavis_ib.common.registry import registry
+from lavis_ib.datasets.encoding import read_utf8
 
 
 @dataclass(frozen=True)
@@ -92,30 +94,27 @@ def lavis_copy(src: Path, lavis_name: str, *original_names: str) -> Path | None:
 def load_json(path: Path) -> Any:
     """A JSON file's content; a parse error names the file, line and column."""
     try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as error:
         raise SourceError(f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})") from None
 
 
 def load_jsonl(path: Path) -> Iterable[tuple[int, dict]]:
     """(line number, object) for each non-empty line of a JSON-lines file; a bad line is named."""
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+    for number, line in enumerate(read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
 
 
 def load_csv(path: Path) -> Iterable[tuple[int, dict]]:
     """(line number, row dict) for each data row of a CSV file with a header."""
-    with open(path, encoding="utf-8", newline="") as file:
-        reader = csv.DictReader(file)
-        for row in reader:
-            yield reader.line_num, row
+    reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+    for row in reader:
+        yield reader.line_num, row
 
 
 def field(entry: Any, key: str, where: str) -> Any:
@@ -125,6 +124,24 @@ def field(entry: Any, key: str, where: str) -> Any:
     if key not in entry:
         raise SourceError(f"{where}: missing key {key!r} (found {sorted(entry)})")
     return entry[key]
+
+
+def text(entry: Any, key: str, where: str) -> str:
+    """`entry[key]` when it is a string, else a `SourceError` naming `where`, the key and the value found."""
+    value = field(entry, key, where)
+    if not isinstance(value, str):
+        raise SourceError(f"{where}: {key!r} must be a string, got {type(value).__name__} {value!r:.80}")
+    return value
+
+
+def integer_id(entry: Any, key: str, where: str) -> int:
+    """`entry[key]` as an int (an int or a string of digits), else a `SourceError` naming `where` and the value."""
+    value = field(entry, key, where)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise SourceError(f"{where}: {key!r} must be a number (an integer or a string of digits), got {value!r:.80}")
 
 
 def section(document: Any, key: str, path: Path) -> Any:
@@ -151,7 +168,8 @@ def coco_2017_image(split: str, image_id: int) -> str:
 
 
 def read_rosetta_ocr(path: Path) -> dict[str, list[str]]:
-    """`image_id → ocr_tokens` from a Rosetta OCR file (`TextVQA_Rosetta_OCR_v0.2_<split>.json`; TextVQA, TextCaps)."""
+    """`image_id → ocr_tokens` from a Rosetta OCR file (`TextVQA_Rosetta_OCR_v0.2_<split>.json`; TextVQA and
+    TextCaps)."""
     tokens = {}
     for n, entry in enumerate(section(load_json(path), "data", path)):
         where = f"{path}: data[{n}]"

@@ -37,6 +37,7 @@ from lavis_ib.datasets.converters.base import (
     read_rosetta_ocr,
     register_converter,
     section,
+    text,
 )
 
 CAPFILT_PER_SHARD = 10_000  # img2dataset's default number_sample_per_shard
@@ -156,7 +157,7 @@ def _capfilt_original(path: Path) -> RecordStream:
         raise SourceError(f"{path}: expected a JSON list of {{url, caption}} entries, got {type(entries).__name__}")
     for row, entry in enumerate(entries):  # the row number fixes the image path, skipped rows included
         where = f"{path}: [{row}]"
-        url, caption = field(entry, "url", where), clean(field(entry, "caption", where), where)
+        url, caption = field(entry, "url", where), clean(text(entry, "caption", where), where)
         if not url:
             yield Skip("entry without url")
         elif not caption:
@@ -229,7 +230,7 @@ def _nocaps_original(path: Path, split: str) -> RecordStream:
     if split == "val":
         for n, annotation in enumerate(section(document, "annotations", path)):
             where = f"{path}: annotations[{n}]"
-            captions[field(annotation, "image_id", where)].append(clean(field(annotation, "caption", where), where))
+            captions[field(annotation, "image_id", where)].append(clean(text(annotation, "caption", where), where))
     for n, image in enumerate(section(document, "images", path)):
         where = f"{path}: images[{n}]"
         meta = {key: image[key] for key in ("domain", "open_images_id") if key in image}

@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from lavis_ib.datasets.converters.base import SourceError, field, find_source, load_json, register_converter
+from lavis_ib.datasets.converters.base import SourceError, field, find_source, load_json, register_converter, text
 
 GQA_FILE = "{split}_balanced_questions.json"
 
 
 def _record(entry: dict, image: str, question_id: str, where: str) -> dict:
     answer = field(entry, "answer", where)
-    return {"image": image, "text_input": field(entry, "question", where), "text_output": answer,
+    return {"image": image, "text_input": text(entry, "question", where), "text_output": answer,
             "answers": [answer], "question_id": question_id}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from lavis_ib.datasets.converters.base import field, find_source, load_jsonl, register_converter
+from lavis_ib.datasets.converters.base import field, find_source, load_jsonl, register_converter, text
 from lavis_ib.datasets.converters.vsr import binary_label
 
 CHOICES = ["no", "yes"]
@@ -28,7 +28,7 @@ def convert_hateful_memes(src: Path, split: str) -> Iterator[dict]:
         where = f"{path}:{line}"
         record = {
             "image": field(entry, "img", where),
-            "text_input": field(entry, "text", where),
+            "text_input": text(entry, "text", where),
             "text_output": "",
             "choices": list(CHOICES),
             "question_id": field(entry, "id", where),

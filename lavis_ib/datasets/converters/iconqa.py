@@ -25,6 +25,7 @@ from lavis_ib.datasets.converters.base import (
     lavis_copy,
     load_json,
     register_converter,
+    text,
 )
 
 MULTI_TEXT_CHOICE = "choose_txt"
@@ -75,7 +76,7 @@ def _from_originals(src: Path, split: str) -> Iterator[dict | Skip]:
         folder = problem.get("split") or split
         yield {
             "image": f"iconqa_data/iconqa/{folder}/{MULTI_TEXT_CHOICE}/{pid}/image.png",
-            "text_input": field(problem, "question", where),
+            "text_input": text(problem, "question", where),
             **choice_fields(problem, where),
             "question_id": pid,
         }
@@ -87,7 +88,7 @@ def _from_lavis(path: Path) -> Iterator[dict]:
         raise SourceError(f"{path}: expected a list of annotations, got {type(annotations).__name__}")
     for n, entry in enumerate(annotations):
         where = f"{path}: [{n}]"
-        record = {"image": field(entry, "image", where), "text_input": field(entry, "question", where),
+        record = {"image": field(entry, "image", where), "text_input": text(entry, "question", where),
                   **choice_fields(entry, where)}
         question_id = entry.get("question_id", entry.get("pid"))
         if question_id is not None:

@@ -23,6 +23,7 @@ from lavis_ib.datasets.converters.base import (
     load_csv,
     most_common,
     register_converter,
+    text,
 )
 
 ANSWER_COLUMNS = tuple(f"answer{i}" for i in range(1, 6))
@@ -61,7 +62,7 @@ def convert_ivqa(src: Path, split: str) -> Iterator[dict | Skip]:
         video_id = str(field(row, "video_id", where)).strip()
         record = {
             "image": f"{video_id}.mp4",
-            "text_input": str(field(row, "question", where)).strip(),
+            "text_input": str(text(row, "question", where)).strip(),
             "text_output": most_common(answers),
             "answers": answers,
             "question_id": _question_id(row, index, where),

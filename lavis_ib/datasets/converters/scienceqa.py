@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from lavis_ib.datasets.converters.base import Skip, field, register_converter
+from lavis_ib.datasets.converters.base import Skip, field, register_converter, text
 from lavis_ib.datasets.converters.iconqa import choice_fields, read_problems
 
 SCIENCEQA_DIRS = ("", "data/scienceqa/")
@@ -34,7 +34,7 @@ def convert_scienceqa(src: Path, split: str) -> Iterator[dict | Skip]:
         folder = problem.get("split") or split  # minival pids are val problems, stored under images/val/
         record = {
             "image": f"images/{folder}/{pid}/{image}",
-            "text_input": field(problem, "question", where),
+            "text_input": text(problem, "question", where),
             "context": problem.get("hint") or "",
             **choice_fields(problem, where),
             "question_id": pid,

@@ -23,6 +23,7 @@ from lavis_ib.datasets.converters.base import (
     read_rosetta_ocr,
     register_converter,
     section,
+    text,
 )
 
 QUESTIONS_FILE = "TextVQA_0.5.1_{split}.json"
@@ -40,7 +41,7 @@ def read_textvqa(src: Path, split: str) -> Iterator[dict]:
         answers = entry.get("answers")
         record = {
             "image": f"{IMAGE_FOLDERS[split]}/{image_id}.jpg",
-            "text_input": field(entry, "question", where),
+            "text_input": text(entry, "question", where),
             "text_output": most_common(answers or []),
             "question_id": field(entry, "question_id", where),
             "image_id": image_id,

@@ -27,9 +27,12 @@ from lavis_ib.datasets.converters.base import (
     field,
     find_source,
     has_source,
+    integer_id,
     load_json,
     register_converter,
+    text,
 )
+from lavis_ib.datasets.encoding import read_utf8
 
 SPLITS = ("test", "train", "val")
 MAPPING = "youtube_mapping.txt"
@@ -49,14 +52,13 @@ def lavis_name(split: str) -> str:
 def read_youtube_mapping(path: Path) -> dict[int, str]:
     """`{N: clip name}` from `youtube_mapping.txt` lines `<clip name> vid<N>`; a malformed line is named."""
     mapping = {}
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 2 or not parts[1].startswith("vid") or not parts[1][3:].isdigit():
-                raise SourceError(f"{path}:{number}: expected '<youtube clip name> vid<N>', got {line.strip()!r}")
-            mapping[int(parts[1][3:])] = parts[0]
+    for number, line in enumerate(read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].startswith("vid") or not parts[1][3:].isdigit():
+            raise SourceError(f"{path}:{number}: expected '<youtube clip name> vid<N>', got {line.strip()!r}")
+        mapping[int(parts[1][3:])] = parts[0]
     return mapping
 
 
@@ -74,7 +76,7 @@ def _from_originals(name: str, src: Path, split: str) -> Iterator[dict | Skip]:
     mapping = read_youtube_mapping(find_source(src, MAPPING)) if name == "msvd_qa" else None
     for n, entry in enumerate(load_json(path)):
         where = f"{path}: [{n}]"
-        video_id = field(entry, "video_id", where)
+        video_id = integer_id(entry, "video_id", where)
         video = _msvd_video(mapping, video_id) if mapping is not None else _msrvtt_video(video_id)
         if video is None:
             yield Skip(f"video id not in {MAPPING}")
@@ -85,7 +87,7 @@ def _from_originals(name: str, src: Path, split: str) -> Iterator[dict | Skip]:
             meta["category_id"] = field(entry, "category_id", where)
         yield {
             "image": video,
-            "text_input": field(entry, "question", where),
+            "text_input": text(entry, "question", where),
             "text_output": answer,
             "answers": [answer],
             "question_id": field(entry, "id", where),
@@ -104,7 +106,7 @@ def _from_lavis(name: str, path: Path) -> Iterator[dict]:
         answer = str(field(entry, "answer", where))
         yield {
             "image": _lavis_video(name, field(entry, "video", where)),
-            "text_input": field(entry, "question", where),
+            "text_input": text(entry, "question", where),
             "text_output": answer,
             "answers": [answer],
             "question_id": field(entry, "question_id", where),

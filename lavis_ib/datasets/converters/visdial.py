@@ -19,7 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from lavis_ib.datasets.converters.base import SourceError, field, find_source, load_json, register_converter, section
+from lavis_ib.datasets.converters.base import (
+    SourceError, field, find_source, integer_id, load_json, register_converter, section, text,
+)
 
 FILES = {split: f"visdial_1.0_{split}.json" for split in ("val", "train", "test")}
 
@@ -75,8 +77,8 @@ def read_visdial(src: Path, split: str) -> Iterator[dict]:
     texts = (field(data, "questions", where), field(data, "answers", where))
     for n, dialog in enumerate(field(data, "dialogs", where)):
         where = f"{path}: dialogs[{n}]"
-        image_id = field(dialog, "image_id", where)
-        header = {"image_id": image_id, "caption": field(dialog, "caption", where)}
+        image_id = integer_id(dialog, "image_id", where)
+        header = {"image_id": image_id, "caption": text(dialog, "caption", where)}
         history: list[list[str]] = []
         for r, turn in enumerate(field(dialog, "dialog", where), 1):
             record, pair = _round_record(turn, r, header, texts, split, f"{where} (image_id {image_id}) round {r}")

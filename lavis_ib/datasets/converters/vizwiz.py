@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from lavis_ib.datasets.converters.base import field, find_source, load_json, most_common, register_converter
+from lavis_ib.datasets.converters.base import field, find_source, load_json, most_common, register_converter, text
 
 
 def read_vizwiz(src: Path, split: str) -> Iterator[dict]:
@@ -27,7 +27,7 @@ def read_vizwiz(src: Path, split: str) -> Iterator[dict]:
         answers = [field(a, "answer", f"{where}.answers") for a in entry["answers"]] if "answers" in entry else None
         record = {
             "image": f"{split}/{image}",
-            "text_input": field(entry, "question", where),
+            "text_input": text(entry, "question", where),
             "text_output": most_common(answers or []),
             "question_id": Path(image).stem,
             "image_id": image,

@@ -19,11 +19,13 @@ from lavis_ib.datasets.converters.base import (
     coco_2014_image,
     field,
     find_source,
+    integer_id,
     lavis_copy,
     load_json,
     most_common,
     register_converter,
     section,
+    text,
 )
 
 VQAV2_FILES = {
@@ -55,8 +57,8 @@ def _from_originals(src: Path, split: str, questions_name: str, annotations_name
         where = f"{questions_path}: questions[{n}]"
         question_id = field(question, "question_id", where)
         record = {
-            "image": _coco_image(split, field(question, "image_id", where)),
-            "text_input": field(question, "question", where),
+            "image": _coco_image(split, integer_id(question, "image_id", where)),
+            "text_input": text(question, "question", where),
             "text_output": "",
             "question_id": question_id,
             "image_id": question["image_id"],
@@ -83,7 +85,7 @@ def _from_lavis(path: Path) -> Iterator[dict]:
         answers = [answers] if isinstance(answers, str) else list(answers)
         yield {
             "image": field(entry, "image", where),
-            "text_input": field(entry, "question", where),
+            "text_input": text(entry, "question", where),
             "text_output": most_common(answers),
             "answers": answers,
             "question_id": field(entry, "question_id", where),

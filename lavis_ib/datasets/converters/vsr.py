@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from lavis_ib.datasets.converters.base import SourceError, field, find_source, load_jsonl, register_converter
+from lavis_ib.datasets.converters.base import SourceError, field, find_source, load_jsonl, register_converter, text
 
 CHOICES = ["false", "true"]
 
@@ -39,7 +39,7 @@ def convert_vsr(src: Path, split: str) -> Iterator[dict]:
         label = binary_label(entry, where)
         record = {
             "image": field(entry, "image", where),
-            "text_input": field(entry, "caption", where),
+            "text_input": text(entry, "caption", where),
             "text_output": CHOICES[label],
             "choices": list(CHOICES),
             "label": label,
