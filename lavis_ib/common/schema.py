@@ -29,9 +29,8 @@ def _nested_schema(annotation: Any) -> type | None:
     """The dataclass type behind an annotation like `VisionConfig` or `Optional[VisionConfig]`, if any."""
     if dataclasses.is_dataclass(annotation):
         return annotation
-    for arg in typing.get_args(annotation):
-        if dataclasses.is_dataclass(arg):
-            return arg
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # not dict[str, X]: its keys are free
+        return next((arg for arg in typing.get_args(annotation) if dataclasses.is_dataclass(arg)), None)
     return None
 
 
