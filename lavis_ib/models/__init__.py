@@ -2,12 +2,14 @@
 
 `load_model_and_preprocess(name, model_type)` builds a registered architecture from its default YAML, optionally
 loads a checkpoint (LAVIS `.pth`, our safetensors, or a whole Hugging Face directory) and returns it with the image
-and text processors that YAML names.
+and text processors that YAML names. Keys of that YAML's `model` section can be overridden from Python with
+`options={...}` and/or keyword arguments, validated like `--options` (unknown key → `ConfigError` with the closest key).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from omegaconf import DictConfig
 
@@ -46,20 +48,24 @@ def _prepare(model: BaseModel, is_eval: bool, device: str) -> BaseModel:
 
 
 def load_model(name: str, model_type: str, is_eval: bool = False, device: str = "cpu", checkpoint: str | None = None,
-               precision: str | None = None):
+               precision: str | None = None, options: Mapping[str, Any] | None = None, **overrides: Any):
     """Build `name`/`model_type` and load its configured weights, or those of `checkpoint` (file or HF directory).
 
     An HF-format directory carries its own architecture in `config.json`: the model is built from it, whatever its
     sizes. `precision` None keeps LAVIS's defaults (fp32 on CPU; on CUDA the ViT and LLM take `vit_precision` /
     `llm_precision`); `fp32` / `fp16` / `bf16` stores both frozen parts in that dtype (see `models.precision`).
+    `options` (nested or dotted model-section keys) and keyword `overrides` (which win) change the default config,
+    e.g. `load_model(..., options={"qformer_tokenizer": "/models/bert"}, max_txt_len=64)`.
     """
     from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory  # imports convert.py, only if needed
 
     model_cls = registry.get_model_class(name)
+    options = {**(options or {}), **overrides}
     if checkpoint is not None and is_hf_directory(checkpoint):
-        model = load_hf_directory(model_cls, model_type, checkpoint, device=device, precision=precision)
+        model = load_hf_directory(model_cls, model_type, checkpoint, device=device, precision=precision,
+                                  options=options)
     else:
-        model = model_cls.from_pretrained(model_type, device=device, precision=precision)
+        model = model_cls.from_pretrained(model_type, device=device, precision=precision, options=options)
         if checkpoint is not None:
             model.load_checkpoint(Path(checkpoint))
     return _prepare(model, is_eval, device)
@@ -71,13 +77,17 @@ def load_preprocess(cfg: DictConfig | dict | None):
 
 
 def load_model_and_preprocess(name: str, model_type: str, is_eval: bool = False, device: str = "cpu",
-                              checkpoint: str | None = None, precision: str | None = None):
-    """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point."""
-    from lavis_ib.models.hf_interop import is_hf_directory, preprocess_for_image_size
+                              checkpoint: str | None = None, precision: str | None = None,
+                              options: Mapping[str, Any] | None = None, **overrides: Any):
+    """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point; `options` / `overrides` as in
+    `load_model`, with the image processors following the model's (possibly overridden) image size."""
+    from lavis_ib.models.hf_interop import preprocess_for_image_size
 
-    model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint, precision=precision)
-    preprocess = registry.get_model_class(name).default_config(model_type).get("preprocess")
-    if checkpoint is not None and is_hf_directory(checkpoint):
+    model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint, precision=precision,
+                       options=options, **overrides)
+    default = registry.get_model_class(name).default_config(model_type)
+    preprocess = default.get("preprocess")
+    if model.cfg.image_size != default.model.get("image_size"):
         preprocess = preprocess_for_image_size(preprocess, model.cfg.image_size)
     vis_processors, txt_processors = load_preprocess(preprocess)
     return model, vis_processors, txt_processors

@@ -178,6 +178,11 @@ class Blip2Base(BaseModel):
         return getattr(self.cfg, self.LLM_KEY)
 
     @property
+    def tokenizer_key(self) -> str:
+        """The config key the LLM tokenizer location came from, for error messages."""
+        return "llm_tokenizer" if self.cfg.llm_tokenizer else self.LLM_KEY
+
+    @property
     def tokenizer_location(self) -> str:
         location = self.cfg.llm_tokenizer or self.llm_location
         if location is None:

@@ -47,7 +47,8 @@ class Blip2OPT(DecoderOnlyBlip2):
     }
 
     def build_tokenizer(self):
-        return load_opt_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location))
+        return load_opt_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location),
+                                 key=self.tokenizer_key)
 
     @cached_property
     def eos_token_id(self) -> int:

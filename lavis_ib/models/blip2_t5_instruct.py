@@ -47,7 +47,8 @@ class Blip2T5Instruct(Blip2Base):
     }
 
     def build_tokenizer(self):
-        return load_t5_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location))
+        return load_t5_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location),
+                                key=self.tokenizer_key)
 
     def build_llm(self):
         return build_language_model(

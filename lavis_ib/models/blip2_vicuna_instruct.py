@@ -37,7 +37,8 @@ class Blip2VicunaInstruct(DecoderOnlyBlip2):
     }
 
     def build_tokenizer(self):
-        return load_vicuna_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location))
+        return load_vicuna_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location),
+                                    key=self.tokenizer_key)
 
     def clean_output_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Id 0 (`<unk>`, no longer special after the remap) becomes EOS so decoding skips it, as in LAVIS."""

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from lavis_ib.common.io import FileFormatError, atomic_write_path, read_json
 from lavis_ib.common.registry import registry
-from lavis_ib.models.checkpoint import load_state_dict_into
+from lavis_ib.common.schema import ConfigError
+from lavis_ib.models.checkpoint import load_state_dict_into, read_state_dict
 from lavis_ib.models.convert import (
     fill_tied_weights,
     hf_config_from_model_cfg,
@@ -48,38 +49,46 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of an HF directory: `model.safetensors`, or the shards named by its index."""
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = read_json(index, "a safetensors shard index: {\"weight_map\": {tensor name: shard file}}")
+        if not isinstance(weight_map, dict) or not isinstance(weight_map.get("weight_map"), dict):
+            raise FileFormatError(f"{index}: expected an object with a 'weight_map' object, found {weight_map!r:.80}")
+        shards = sorted(set(weight_map["weight_map"].values()))
     else:
         shards = [p.name for p in sorted(directory.glob("*.safetensors"))]
     if not shards:
         raise FileNotFoundError(f"{directory}: no *.safetensors weights found (looked for model.safetensors and shards)")
     state = {}
     for shard in shards:
-        state.update(load_file(str(directory / shard)))
+        state.update(read_state_dict(directory / shard))
     return state
 
 
 def load_hf_directory(model_cls, model_type: str, directory, device: str = "cpu",
-                      precision: str | None = None) -> "Blip2Base":
+                      precision: str | None = None, options: dict | None = None) -> "Blip2Base":
     """Build `model_cls` from an HF directory's config.json and load all of its weights (strictly).
 
-    Non-architectural settings (prompt, text lengths, precision) come from `model_type`'s default YAML.
+    Non-architectural settings (prompt, text lengths, precision) come from `model_type`'s default YAML and `options`.
     """
     directory = Path(directory)
     config_path = directory / "config.json"
-    return model_from_hf(model_cls, model_type, json.loads(config_path.read_text()), read_hf_weights(directory),
+    hf_config = read_json(config_path, "a transformers InstructBLIP / BLIP-2 config.json (as save_pretrained writes)")
+    if not isinstance(hf_config, dict) or "model_type" not in hf_config:
+        raise FileFormatError(f"{config_path}: expected a transformers config object with a 'model_type' key, found "
+                              f"{hf_config!r:.80}")
+    return model_from_hf(model_cls, model_type, hf_config, read_hf_weights(directory),
                          tokenizer_dir=directory, source=str(config_path), precision=precision,
-                         policy_device=device)
+                         policy_device=device, options=options)
 
 
 def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, torch.Tensor], tokenizer_dir,
                   source: str, device: str | None = None, precision: str | None = None,
-                  policy_device: str = "cpu") -> "Blip2Base":
+                  policy_device: str = "cpu", options: dict | None = None) -> "Blip2Base":
     """Build `model_cls` sized by an HF config (object or config.json dict) and load an HF state dict into it.
 
     `tokenizer_dir` holds the LLM tokenizer (and `qformer_tokenizer/` for InstructBLIP), as an HF directory does;
     where it holds none, `model_type`'s configured tokenizers are used (with a warning). `device` builds the
-    modules there directly (no CPU copy of a large model).
+    modules there directly (no CPU copy of a large model). `options` override the default YAML's keys, but not the
+    architecture the HF config fixes; tokenizer keys in `options` win over the directory's own tokenizers.
     """
     arch, hf_cfg = model_cfg_from_hf_config(hf_config)
     expected = next(name for name in registry.list_models() if registry.get_model_class(name) is model_cls)
@@ -88,8 +97,14 @@ def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, tor
     state = hf_to_lavis_state_dict(hf_state, arch)
     state = fill_tied_weights(state, llm_tied_weights_keys(arch, hf_cfg["llm_config"]))
     hf_cfg["llm_config"] = with_checkpoint_tying(arch, hf_cfg["llm_config"], state, source)
-    cfg = OmegaConf.to_container(model_cls.default_config(model_type).model, resolve=True)
+    cfg = OmegaConf.to_container(model_cls.config_with_options(model_type, options), resolve=True)
+    overridden = {key.split(".")[0] for key in options or {}}
+    fixed = sorted(overridden & set(hf_cfg))
+    if fixed:
+        raise ConfigError(f"options: {', '.join('model.' + key for key in fixed)} fixed by {source}: an HF directory's "
+                          f"architecture comes from its config.json")
     tokenizers = tokenizer_locations(model_cls, model_type, cfg, Path(tokenizer_dir), hf_cfg["qformer_text_input"])
+    tokenizers.update({key: cfg[key] for key in tokenizers if key in overridden})
     cfg.update(hf_cfg, **tokenizers, random_init=True, vit_weights=None, pretrained=None, finetuned=None,
                model_type=model_type)
     parsed = model_cls.parse_config(cfg, source=source)
@@ -178,8 +193,8 @@ def export_hf(model: "Blip2Base", directory) -> Path:
     state = {k: _grow_rows(v, vocab) if _is_vocab_matrix(k, v, model) else v for k, v in state.items()}
     hf_config.text_config.vocab_size = vocab
     hf_config.save_pretrained(directory)
-    save_file({k: v.contiguous().clone() for k, v in state.items()}, str(directory / "model.safetensors"),
-              metadata={"format": "pt"})
+    with atomic_write_path(directory / "model.safetensors") as temporary:  # normal permissions, never half-written
+        save_file({k: v.contiguous().clone() for k, v in state.items()}, str(temporary), metadata={"format": "pt"})
     processor.save_pretrained(directory)
     GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=model.eos_token_id if hasattr(model, "eos_token_id")

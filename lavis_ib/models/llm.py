@@ -10,13 +10,14 @@ with no weight IO at all, for loaders that place or shard the weights themselves
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
-from lavis_ib.common.io import resolve_dir_or_hub_id
+from lavis_ib.common.io import WeightNotFoundError, read_json, resolve_dir_or_hub_id
 
 
 def language_model_config(
@@ -35,6 +36,11 @@ def language_model_config(
             raise ValueError(f"model.{location_key} is not set; only random_init models may be built from llm_config")
         return AutoConfig.for_model(**{**llm_config, **overrides}), None
     path = resolve_dir_or_hub_id(location, location_key)
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise WeightNotFoundError(f"model.{location_key}: {path} has no config.json; expected a transformers model "
+                                  f"directory (config.json and its weights)")
+    read_json(config_file, f"the transformers config.json of the model that model.{location_key} names")
     return AutoConfig.from_pretrained(path, **overrides), path
 
 

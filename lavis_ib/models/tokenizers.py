@@ -2,7 +2,10 @@
 
 LAVIS builds its tokenizers and then mutates them (`add_special_tokens`, `padding_side = ...`) at call sites. Here every
 convention is passed to `from_pretrained`, so the returned tokenizer is final, and `encode` picks padding/truncation
-sides per call instead of flipping shared state. Nothing is downloaded unless a caller asks for it explicitly.
+sides per call instead of flipping shared state. Nothing is downloaded unless a caller asks for it explicitly (a hub
+id then resolves to a snapshot in the lavis_ib cache, failing fast offline). Every loaded tokenizer is checked: one
+whose files are missing or broken (transformers then builds a 2-token LLaMA / 104-token T5 / 3-token OPT vocabulary
+of special tokens only) or whose conventions' special tokens are absent is a `TokenizerError` naming the config key.
 
 transformers 5 notes (checked against 5.23): the backend post-processor is rebuilt from `bos_token` only when
 `add_bos_token`/`add_eos_token` are passed explicitly (a later `bos_token` change or `add_special_tokens` leaves the old
@@ -18,6 +21,7 @@ from pathlib import Path
 from transformers import BatchEncoding, BertTokenizer, GPT2Tokenizer, LlamaTokenizer, PreTrainedTokenizerBase
 from transformers import T5Tokenizer
 
+from lavis_ib.common.io import HUB_TOKENIZER_PATTERNS, WeightNotFoundError, hub_snapshot
 from lavis_ib.common.paths import assets_root
 
 TINY_TOKENIZER_KINDS = ("llama", "t5", "opt", "bert")
@@ -32,6 +36,18 @@ VICUNA_SPECIAL_TOKEN = "</s>"
 QFORMER_BOS_TOKEN = "[DEC]"
 SIDES = ("left", "right")
 
+# A usable tokenizer has at least this many tokens besides its special ones. Byte-level BPE and byte-fallback
+# sentencepiece vocabularies have 256+ by construction, real ones tens of thousands, the committed tiny ones ~1000;
+# transformers' stand-ins for missing files have 0 or 1.
+MIN_REGULAR_TOKENS = 256
+# The config key a loader names when its caller does not say which key the location came from: the LLM tokenizer
+# is `llm_tokenizer`, or the LLM's own location when that is unset.
+QFORMER_TOKENIZER_KEY = "qformer_tokenizer"
+
+
+class TokenizerError(ValueError):
+    """A configured tokenizer location holds no usable tokenizer; the message names the config key and the path."""
+
 
 def tiny_tokenizer_dir(kind: str) -> Path:
     """Directory of the tiny test tokenizer `kind` ("llama", "t5", "opt" or "bert") shipped inside the package."""
@@ -45,14 +61,55 @@ def has_tokenizer_files(directory: str | os.PathLike) -> bool:
     return any((Path(directory) / name).is_file() for name in TOKENIZER_FILES)
 
 
-def _resolve(location: str | os.PathLike, what: str, allow_download: bool) -> str:
-    """The local tokenizer directory as a string; a hub id passes through only when `allow_download` is set."""
+def _resolve(location: str | os.PathLike, key: str, what: str, allow_download: bool) -> str:
+    """The local tokenizer directory as a string; a hub id resolves to its cached snapshot only when `allow_download`
+    is set (and fails within seconds, naming `key`, when the hub cannot be reached)."""
     path = Path(location).expanduser()
     if path.is_dir():
         return str(path)
     if allow_download:
-        return str(location)
-    raise FileNotFoundError(f"{what} tokenizer not found at {path} (expected a local directory; nothing is downloaded)")
+        return hub_snapshot(str(location), key, HUB_TOKENIZER_PATTERNS)
+    raise WeightNotFoundError(f"model.{key}: {what} tokenizer not found at {path} (resolved to {path.resolve()}; "
+                              f"expected a local directory; nothing is downloaded)")
+
+
+def _load(tokenizer_cls, location, key: str, what: str, allow_download: bool, required: Sequence[str], **kwargs):
+    """`tokenizer_cls.from_pretrained` on the resolved location, then `check_tokenizer`; transformers' errors on
+    unreadable files are re-raised as a `TokenizerError` naming `key` and the directory."""
+    directory = _resolve(location, key, what, allow_download)
+    try:
+        tokenizer = tokenizer_cls.from_pretrained(directory, **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
+        raise TokenizerError(f"model.{key}: the {what} tokenizer files in {directory} cannot be read "
+                             f"({type(error).__name__}: {error}); found {_listing(directory)}; expected a directory "
+                             f"written by a {tokenizer_cls.__name__}'s save_pretrained") from error
+    check_tokenizer(tokenizer, key, directory, what, required)
+    return tokenizer
+
+
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, key: str, directory: str, what: str,
+                    required: Sequence[str]) -> None:
+    """Refuse a degenerate tokenizer: fewer than `MIN_REGULAR_TOKENS` non-special tokens, or a `required` special
+    token of the model's conventions that is missing or maps to the unknown token."""
+    special = set(tokenizer.all_special_ids)
+    regular = sum(1 for index in tokenizer.get_vocab().values() if index not in special)
+    if regular < MIN_REGULAR_TOKENS:
+        raise TokenizerError(
+            f"model.{key}: the {what} tokenizer in {directory} has {regular} regular tokens ({len(tokenizer)} in all); "
+            f"expected a real vocabulary (at least {MIN_REGULAR_TOKENS}): its vocabulary files are missing or broken "
+            f"(found {_listing(directory)})")
+    vocabulary = tokenizer.get_vocab()
+    for token in required:
+        index = vocabulary.get(token)
+        if index is None or (index == tokenizer.unk_token_id and token != tokenizer.unk_token):
+            raise TokenizerError(f"model.{key}: the {what} tokenizer in {directory} has no {token!r} token, which "
+                                 f"the model's tokenizer conventions need (found {_listing(directory)})")
+
+
+def _listing(directory: str) -> str:
+    """The files of `directory`, for error messages."""
+    names = sorted(p.name for p in Path(directory).iterdir())
+    return ", ".join(names) if names else "an empty directory"
 
 
 def _check_side(name: str, value: str) -> None:
@@ -62,7 +119,8 @@ def _check_side(name: str, value: str) -> None:
 
 
 def load_vicuna_tokenizer(
-    location: str | os.PathLike, *, truncation_side: str = "left", allow_download: bool = False
+    location: str | os.PathLike, *, truncation_side: str = "left", allow_download: bool = False,
+    key: str = "llm_tokenizer (or model.llm_model)",
 ) -> LlamaTokenizer:
     """LLaMA/Vicuna tokenizer as LAVIS's InstructBLIP sets it up: pad `[PAD]` appended, bos = eos = unk = `</s>`.
 
@@ -70,8 +128,8 @@ def load_vicuna_tokenizer(
     that already carries these conventions (e.g. an HF InstructBLIP export): `[PAD]` is reused, not added twice.
     """
     _check_side("truncation_side", truncation_side)
-    tokenizer = LlamaTokenizer.from_pretrained(
-        _resolve(location, "Vicuna", allow_download),
+    tokenizer = _load(
+        LlamaTokenizer, location, key, "Vicuna", allow_download, (VICUNA_SPECIAL_TOKEN,),
         pad_token=VICUNA_PAD_TOKEN,
         bos_token=VICUNA_SPECIAL_TOKEN,
         eos_token=VICUNA_SPECIAL_TOKEN,
@@ -90,15 +148,17 @@ def load_vicuna_tokenizer(
 
 
 def load_t5_tokenizer(
-    location: str | os.PathLike, *, truncation_side: str = "left", allow_download: bool = False
+    location: str | os.PathLike, *, truncation_side: str = "left", allow_download: bool = False,
+    key: str = "llm_tokenizer (or model.t5_model)",
 ) -> T5Tokenizer:
     """T5 / FLAN-T5 tokenizer: appends `</s>` (id 1), no BOS, pad id 0 — as LAVIS's InstructBLIP-T5 loads it."""
     _check_side("truncation_side", truncation_side)
-    return T5Tokenizer.from_pretrained(_resolve(location, "T5", allow_download), truncation_side=truncation_side)
+    return _load(T5Tokenizer, location, key, "T5", allow_download, ("</s>", "<pad>"), truncation_side=truncation_side)
 
 
 def load_opt_tokenizer(
-    location: str | os.PathLike, *, truncation_side: str = "right", allow_download: bool = False
+    location: str | os.PathLike, *, truncation_side: str = "right", allow_download: bool = False,
+    key: str = "llm_tokenizer (or model.opt_model)",
 ) -> GPT2Tokenizer:
     """OPT's GPT-2 byte-level BPE tokenizer, prepending `</s>` (id 2) as BOS like facebook/opt-* does.
 
@@ -106,8 +166,8 @@ def load_opt_tokenizer(
     `tokenizer.json` is present and only rebuilds the post-processor from explicit arguments.
     """
     _check_side("truncation_side", truncation_side)
-    return GPT2Tokenizer.from_pretrained(
-        _resolve(location, "OPT", allow_download),
+    return _load(
+        GPT2Tokenizer, location, key, "OPT", allow_download, ("</s>", "<pad>"),
         bos_token="</s>",
         eos_token="</s>",
         pad_token="<pad>",
@@ -118,15 +178,16 @@ def load_opt_tokenizer(
 
 
 def load_qformer_tokenizer(
-    location: str | os.PathLike, *, truncation_side: str = "right", allow_download: bool = False
+    location: str | os.PathLike, *, truncation_side: str = "right", allow_download: bool = False,
+    key: str = QFORMER_TOKENIZER_KEY,
 ) -> BertTokenizer:
     """bert-base-uncased tokenizer with bos `[DEC]` appended (id = base vocab size), as LAVIS's `init_tokenizer`.
 
     Idempotent when `[DEC]` is already present (e.g. an HF `qformer_tokenizer/` directory).
     """
     _check_side("truncation_side", truncation_side)
-    return BertTokenizer.from_pretrained(
-        _resolve(location, "Q-Former (BERT)", allow_download),
+    return _load(
+        BertTokenizer, location, key, "Q-Former (BERT)", allow_download, ("[CLS]", "[SEP]", "[PAD]", "[UNK]"),
         bos_token=QFORMER_BOS_TOKEN,
         truncation_side=truncation_side,
     )

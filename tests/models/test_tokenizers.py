@@ -16,6 +16,8 @@ from lavis_ib.models.tokenizers import (
     TINY_TOKENIZERS_ROOT,
     encode,
     has_tokenizer_files,
+    MIN_REGULAR_TOKENS,
+    TokenizerError,
     load_opt_tokenizer,
     load_qformer_tokenizer,
     load_t5_tokenizer,
@@ -204,3 +206,49 @@ def test_generator_is_deterministic_and_matches_assets(tmp_path):
             assert (first / kind / name).read_bytes() == expected, (
                 f"{kind}/{name} is stale: rerun `python tools/make_tiny_tokenizers.py`"
             )
+
+
+# ----- issue 10 case 4: a tokenizer without a real vocabulary is an error, never silently used ------------------------
+LOADERS = {"llama": load_vicuna_tokenizer, "t5": load_t5_tokenizer, "opt": load_opt_tokenizer,
+           "bert": load_qformer_tokenizer}
+KEYS = {"llama": "model.llm_tokenizer (or model.llm_model)", "t5": "model.llm_tokenizer (or model.t5_model)",
+        "opt": "model.llm_tokenizer (or model.opt_model)", "bert": "model.qformer_tokenizer"}
+
+
+@pytest.mark.parametrize("kind", TINY_TOKENIZER_KINDS)
+@pytest.mark.parametrize("files", ["empty", "config_only", "truncated_json"])
+def test_degenerate_tokenizer_directory_is_refused(tmp_path, kind, files):
+    """What transformers builds from missing/broken files (LLaMA 2 tokens, T5 104, OPT 3, BERT 6) is refused."""
+    written = {"empty": {}, "config_only": {"tokenizer_config.json": "{}"},
+               "truncated_json": {"tokenizer.json": '{"version": "1.0", "trunc'}}[files]
+    for name, text in written.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(TokenizerError) as info:
+        LOADERS[kind](tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{KEYS[kind]}: the ") and str(tmp_path) in message
+    expected = "cannot be read" if files == "truncated_json" else f"expected a real vocabulary (at least {MIN_REGULAR_TOKENS})"
+    assert expected in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)  # nothing written or removed
+
+
+def test_committed_tiny_tokenizers_pass_the_check():
+    """The tiny assets have ~1000 tokens, well above the minimum; their loaders accept them."""
+    sizes = {kind: len(LOADERS[kind](tiny_tokenizer_dir(kind))) for kind in TINY_TOKENIZER_KINDS}
+    assert sizes == {"llama": 1001, "t5": 1100, "opt": 1000, "bert": 1001}
+
+
+def test_missing_special_token_is_refused():
+    """A real vocabulary without the tokens the conventions need (a T5 vocabulary as the Q-Former's) is refused."""
+    with pytest.raises(TokenizerError, match=r"^model.qformer_tokenizer: .* has no '\[PAD\]' token"):
+        load_qformer_tokenizer(tiny_tokenizer_dir("t5"))
+
+
+@pytest.mark.parametrize("key", ["llm_tokenizer", "qformer_tokenizer"])
+def test_empty_tokenizer_directory_in_config_fails_before_the_build(tmp_path, key):
+    """An empty directory as `llm_tokenizer` / `qformer_tokenizer` no longer yields a model that computes a loss."""
+    from lavis_ib import load_model
+
+    with pytest.raises(TokenizerError) as info:
+        load_model("blip2_vicuna_instruct", "tiny", **{key: str(tmp_path)})
+    assert str(info.value).startswith(f"model.{key}: {tmp_path} holds no tokenizer files (expected one of")
