@@ -25,7 +25,7 @@ setup(
         "webdataset",
         "pycocoevalcap",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    extras_require={"dev": ["pytest", "pytest-timeout", "scikit-learn"]},  # sklearn: the ROC-AUC oracle in tests
     entry_points={
         "console_scripts": [
             "lavis-ib-convert-data = lavis_ib.datasets.convert:main",

@@ -1,5 +1,5 @@
 """One registry for every kind of pluggable component (model, builder, converter, processor, task, runner,
-lr_scheduler).
+lr_scheduler, metric).
 
 Components register themselves by name with a decorator; lookups of an unknown name raise a `KeyError` that
 lists the known names and the closest match, and registering a name twice is an error. Unlike LAVIS's registry
@@ -15,7 +15,7 @@ from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
-KINDS = ("model", "builder", "converter", "processor", "task", "runner", "lr_scheduler")
+KINDS = ("model", "builder", "converter", "processor", "task", "runner", "lr_scheduler", "metric")
 
 # The modules whose import registers each kind's components. A registry imports them on its first lookup, so
 # `import lavis_ib` stays light (no torch for the converter CLI) and a lookup still sees every component.
@@ -24,6 +24,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "builder": ("lavis_ib.datasets.builders",),
     "converter": ("lavis_ib.datasets.converters", "lavis_ib.datasets.synthetic"),
     "processor": ("lavis_ib.processors",),
+    "metric": ("lavis_ib.metrics",),
 }
 
 

@@ -459,6 +459,8 @@ class Blip2Base(BaseModel):
             answers = self.generate(sub, num_beams=num_beams, max_length=max_len, min_length=min_len,
                                     length_penalty=penalty, length_semantics=length_semantics)
         if self.cfg.apply_lemmatizer or samples.get("apply_lemmatizer"):
+            from lavis_ib.metrics import lemmatize  # spaCy, loaded once, only when asked for
+
             answers = lemmatize(answers)
         return answers
 
@@ -497,17 +499,3 @@ class Blip2Base(BaseModel):
 def strip_wrapper_prefix(name: str) -> str:
     """A parameter name as the state dict spells it (without activation-checkpoint wrapper components)."""
     return name.replace(_CHECKPOINT_PREFIX, "")
-
-
-def lemmatize(answers: list[str]) -> list[str]:
-    """Replace nouns and verbs by their lemma with spaCy's `en_core_web_sm` (LAVIS's VQA post-processing)."""
-    try:
-        import spacy
-
-        nlp = spacy.load("en_core_web_sm")
-    except (ImportError, OSError) as error:
-        raise RuntimeError(
-            "apply_lemmatizer needs spaCy and its 'en_core_web_sm' model: "
-            "pip install spacy && python -m spacy download en_core_web_sm"
-        ) from error
-    return [" ".join(t.lemma_ if t.pos_ in ("NOUN", "VERB") else t.text for t in nlp(a)) for a in answers]

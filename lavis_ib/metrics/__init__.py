@@ -1,0 +1,30 @@
+"""Evaluation metrics: pure functions of predictions and references returning `{name: value}` in percent (as the
+InstructBLIP paper's Table 1 prints them; CIDEr × 100), registered under the registry kind `metric`.
+
+| metric | datasets |
+|---|---|
+| `vqa_accuracy` | VQAv2, OK-VQA, TextVQA, VizWiz (official scorer); A-OKVQA direct answer (`variant="aokvqa"`) |
+| `exact_match` | GQA |
+| `ivqa_accuracy` | iVQA |
+| `accuracy` | ScienceQA-IMG, IconQA, A-OKVQA multiple choice, VSR, MSVD-QA, MSRVTT-QA |
+| `roc_auc` | HatefulMemes |
+| `ranking_metrics` | Visual Dialog (MRR; also R@1/5/10, mean rank) |
+| `caption_metrics` | NoCaps, Flickr30K, COCO Caption, TextCaps |
+"""
+
+from lavis_ib.metrics.caption import caption_metrics
+from lavis_ib.metrics.classification import accuracy, ranking_metrics, roc_auc
+from lavis_ib.metrics.lemmatizer import lemmatize
+from lavis_ib.metrics.vqa import exact_match, ivqa_accuracy, normalize_answer, vqa_accuracy
+
+__all__ = [
+    "accuracy",
+    "caption_metrics",
+    "exact_match",
+    "ivqa_accuracy",
+    "lemmatize",
+    "normalize_answer",
+    "ranking_metrics",
+    "roc_auc",
+    "vqa_accuracy",
+]

@@ -1,0 +1,297 @@
+"""Tests for `lavis_ib.common.dist`: single-process behaviour, launcher env parsing, sharding, and a 2-rank gloo run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from lavis_ib.common import dist as D
+from lavis_ib.common.run_schema import RunConfig
+
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+               "SLURM_LOCALID", "SLURM_NODELIST", "SLURM_JOB_NODELIST")
+SPAWN_DEADLINE_S = 90
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    """A plain `python` run: no torchrun or SLURM variables in the environment."""
+    for name in LAUNCH_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Single process
+
+
+@pytest.mark.parametrize("run_cfg", [None, {"device": "cpu"}, RunConfig(device="cpu")])
+def test_single_process_needs_no_group_and_helpers_work(no_launcher, run_cfg):
+    info = D.init_distributed(run_cfg)
+    assert (info.rank, info.world_size, info.local_rank, info.distributed, info.backend) == (0, 1, 0, False, None)
+    assert info.is_main
+    assert not torch.distributed.is_initialized()
+    assert (D.get_rank(), D.get_world_size(), D.is_main_process()) == (0, 1, True)
+    assert D.barrier() is None  # LAVIS's dist.barrier() raises here
+    assert D.broadcast_object({"a": [1, 2]}) == {"a": [1, 2]}
+    assert D.job_id("my_run") == "my_run"
+    assert re.fullmatch(r"\d{14}", D.job_id())
+    local = [3, 1, 2]
+    gathered = D.gather_objects(local)
+    assert gathered == [3, 1, 2] and gathered is not local
+    assert D.gather_objects(local, dst=0) == [3, 1, 2]
+
+
+def test_world_size_one_from_a_launcher_creates_no_group(no_launcher, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    info = D.init_distributed({"device": "cpu"})
+    assert (info.distributed, info.world_size, info.device) == (False, 1, torch.device("cpu"))
+    assert not torch.distributed.is_initialized()
+    with D.distributed_run({"device": "cpu"}) as ctx_info:
+        assert ctx_info == info
+
+
+def test_main_process_only_runs_on_rank_zero_and_keeps_the_name(no_launcher):
+    calls = []
+
+    @D.main_process_only
+    def write(value):
+        """Docstring kept."""
+        calls.append(value)
+        return value * 2
+
+    assert write(21) == 42 and calls == [21]
+    assert (write.__name__, write.__doc__) == ("write", "Docstring kept.")
+
+
+@pytest.mark.parametrize("bad", ["", "  ", ".", "..", "a/b", "a\\b"])
+def test_job_id_rejects_names_that_are_not_one_directory(no_launcher, bad):
+    with pytest.raises(ValueError, match="directory name"):
+        D.job_id(bad)
+
+
+def test_job_id_accepts_a_yaml_number_as_text(no_launcher):
+    assert D.job_id(20240101) == "20240101"
+
+
+def test_gather_rejects_a_non_list(no_launcher):
+    with pytest.raises(TypeError, match="list"):
+        D.gather_objects((1, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gather_by_id merging (single process: one rank's list)
+
+
+def test_gather_by_id_sorts_and_drops_identical_duplicates(no_launcher):
+    records = [{"id": 5, "p": "b"}, {"id": 2, "p": "a"}, {"id": 5, "p": "b"}, {"id": 10, "p": "c"}]
+    assert D.gather_by_id(records) == [{"id": 2, "p": "a"}, {"id": 5, "p": "b"}, {"id": 10, "p": "c"}]
+
+
+def test_gather_by_id_orders_mixed_ids_and_treats_nan_as_equal(no_launcher):
+    records = [{"qid": "b", "s": math.nan}, {"qid": 3, "s": 1.0}, {"qid": "b", "s": math.nan}, {"qid": "a", "s": 0}]
+    merged = D.gather_by_id(records, key="qid")
+    assert [r["qid"] for r in merged] == [3, "a", "b"]
+
+
+def test_gather_by_id_conflict_names_the_id_and_ranks(no_launcher):
+    with pytest.raises(ValueError, match=r"id 7 has different results on rank 0 .*'yes'.* and rank 0 .*'no'"):
+        D.gather_by_id([{"id": 7, "answer": "yes"}, {"id": 7, "answer": "no"}])
+
+
+def test_gather_by_id_missing_key(no_launcher):
+    with pytest.raises(KeyError, match="question_id"):
+        D.gather_by_id([{"id": 1}], key="question_id")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Launcher environment (pure functions, no group)
+
+
+def test_torchrun_env():
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "1234"}
+    assert D.parse_dist_env(env) == D.DistEnv(3, 4, 1, "10.0.0.2", 1234, "torchrun")
+
+
+def test_torchrun_env_defaults_and_precedence_over_slurm():
+    env = {"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_LOCALID": "0"}
+    assert D.parse_dist_env(env) == D.DistEnv(1, 2, 1, "127.0.0.1", 29500, "torchrun")
+
+
+def test_slurm_env_takes_master_from_the_first_node():
+    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODELIST": "gpu[07-09,12],cpu01"}
+    assert D.parse_dist_env(env) == D.DistEnv(5, 8, 1, "gpu07", 29500, "slurm")
+    assert D.parse_dist_env({**env, "MASTER_ADDR": "head", "MASTER_PORT": "4000"}).master_addr == "head"
+    assert D.parse_dist_env({**env, "MASTER_PORT": "4000"}).master_port == 4000
+
+
+@pytest.mark.parametrize(("nodelist", "host"), [("node01", "node01"), ("a1,b2", "a1"), ("n[003-010]", "n003"),
+                                                ("rack[2,5]-gpu", "rack2-gpu"), ("x[1-2],y[3-4]", "x1")])
+def test_first_host(nodelist, host):
+    assert D.first_host(nodelist) == host
+
+
+def test_no_launcher_env_is_none():
+    assert D.parse_dist_env({"PATH": "/bin", "SLURM_JOB_ID": "12"}) is None
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK='x' is not an integer"),
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "rank 2, local rank 2 of world size 2"),
+    ({"SLURM_PROCID": "0", "SLURM_LOCALID": "0"}, "SLURM_NTASKS is required"),
+])
+def test_bad_launcher_env_is_a_clear_error(env, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        D.parse_dist_env(env)
+
+
+@pytest.mark.parametrize(("requested", "local_rank", "count", "device", "backend"), [
+    ("cpu", 1, 4, torch.device("cpu"), "gloo"),
+    (None, 0, 0, torch.device("cpu"), "gloo"),
+    (None, 2, 4, torch.device("cuda", 2), "nccl"),
+    ("cuda", 1, 2, torch.device("cuda", 1), "nccl"),
+    ("cuda:0", 3, 4, torch.device("cuda", 3), "nccl"),  # each rank its own GPU, whatever index the config named
+])
+def test_device_and_backend_choice(requested, local_rank, count, device, backend):
+    assert D.resolve_device(requested, local_rank, count) == device
+    assert D.choose_backend(device) == backend
+
+
+def test_cuda_without_a_gpu_for_the_rank_is_a_clear_error():
+    with pytest.raises(ValueError, match="local rank 2 has no GPU"):
+        D.resolve_device("cuda", 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sharding
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 10])
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_shards_cover_every_index_exactly_once_without_padding(n, world):
+    shards = [list(D.shard_indices(n, rank, world)) for rank in range(world)]
+    assert sum(shards, []) == list(range(n))  # in order, each once, nothing added
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
+
+
+def test_shard_sizes_for_seven_over_three():
+    assert [D.shard_indices(7, r, 3) for r in range(3)] == [range(0, 3), range(3, 5), range(5, 7)]
+
+
+@pytest.mark.parametrize(("n", "rank", "world"), [(-1, 0, 1), (5, 2, 2), (5, 0, 0), (5, -1, 2)])
+def test_bad_shard_arguments(n, rank, world):
+    with pytest.raises(ValueError, match="cannot shard"):
+        D.shard_indices(n, rank, world)
+
+
+def test_shard_sampler(no_launcher):
+    sampler = D.ShardSampler(list("abcdefghij"), rank=1, world_size=3)
+    assert (list(sampler), len(sampler)) == ([4, 5, 6], 3)
+    assert list(D.ShardSampler(range(4))) == [0, 1, 2, 3]  # no group: the whole dataset
+    loader = torch.utils.data.DataLoader(list(range(100, 110)), sampler=D.ShardSampler(range(10), 2, 3))
+    assert [int(batch) for batch in loader] == [107, 108, 109]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two ranks over gloo
+
+
+def _free_port() -> int:
+    """A TCP port that was free a moment ago, for the rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_rank_worker(rank: int, port: int, out_dir: str) -> None:
+    """One rank of the 2-process run: exercises every collective helper and writes what it saw to rank<N>.json."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    for name in ("SLURM_PROCID", "SLURM_NTASKS"):
+        os.environ.pop(name, None)
+    seen: dict = {}
+    with D.distributed_run({"device": "cpu"}) as info:
+        seen["info"] = [info.rank, info.world_size, info.local_rank, info.distributed, info.backend, str(info.device)]
+        seen["idempotent"] = D.init_distributed({"device": "cpu"}) == info
+        seen["helpers"] = [D.get_rank(), D.get_world_size(), D.is_main_process()]
+        shard = list(D.ShardSampler(range(7)))
+        seen["shard"] = shard
+        seen["gather_dst0"] = D.gather_objects(shard, dst=0)
+        seen["gather_all"] = D.gather_objects(shard)
+        # overlapping results (3 on both ranks, identical) collapse; rank 1 lists its ids in reverse
+        records = [{"id": i, "pred": str(i * i)} for i in (range(0, 4) if rank == 0 else range(6, 2, -1))]
+        seen["by_id"] = D.gather_by_id(records)
+        seen["by_id_dst0"] = D.gather_by_id(records, dst=0)
+        clash = [{"id": 3, "pred": f"rank{rank}"}]
+        try:
+            D.gather_by_id(clash)
+            seen["clash"] = None
+        except ValueError as error:
+            seen["clash"] = str(error)
+        # rank 1's own candidates differ (a different explicit id, a clock that would read another minute)
+        seen["job_explicit"] = D.job_id("run_A" if rank == 0 else "run_B")
+        seen["job_clock"] = D.job_id(None if rank == 0 else "19990101000000")
+        seen["bcast0"] = D.broadcast_object({"from": rank, "xs": [rank] * 3}, src=0)
+        seen["bcast1"] = D.broadcast_object(("rank", rank), src=1)
+        seen["main_only"] = D.main_process_only(lambda: f"wrote on {D.get_rank()}")()
+        D.barrier()
+    seen["after"] = [torch.distributed.is_initialized(), D.get_world_size()]
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(seen))
+
+
+@pytest.fixture(scope="module")
+def two_rank_results(tmp_path_factory):
+    """What each of two spawned gloo ranks saw, as {rank: dict}; fails if the run hangs past the deadline."""
+    out_dir = tmp_path_factory.mktemp("dist")
+    context = mp.spawn(_two_rank_worker, args=(_free_port(), str(out_dir)), nprocs=2, join=False)
+    deadline = time.monotonic() + SPAWN_DEADLINE_S
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"2-rank gloo run did not finish within {SPAWN_DEADLINE_S} s")
+    return {rank: json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)}
+
+
+def test_two_ranks_form_a_gloo_group_and_shut_down(two_rank_results):
+    for rank, seen in two_rank_results.items():
+        assert seen["info"] == [rank, 2, rank, True, "gloo", "cpu"]
+        assert seen["idempotent"] is True
+        assert seen["helpers"] == [rank, 2, rank == 0]
+        assert seen["after"] == [False, 1]
+
+
+def test_two_ranks_gather_seven_items_exactly_once(two_rank_results):
+    r0, r1 = two_rank_results[0], two_rank_results[1]
+    assert (r0["shard"], r1["shard"]) == ([0, 1, 2, 3], [4, 5, 6])
+    assert r0["gather_dst0"] == list(range(7)) and r1["gather_dst0"] is None
+    assert r0["gather_all"] == r1["gather_all"] == list(range(7))
+
+
+def test_two_ranks_merge_results_by_id(two_rank_results):
+    expected = [{"id": i, "pred": str(i * i)} for i in range(7)]
+    assert two_rank_results[0]["by_id"] == two_rank_results[1]["by_id"] == expected
+    assert two_rank_results[0]["by_id_dst0"] == expected and two_rank_results[1]["by_id_dst0"] is None
+    for seen in two_rank_results.values():
+        assert "id 3 has different results on rank 0" in seen["clash"] and "and rank 1" in seen["clash"]
+
+
+def test_two_ranks_share_rank_zeros_job_id_and_broadcasts(two_rank_results):
+    r0, r1 = two_rank_results[0], two_rank_results[1]
+    assert r0["job_explicit"] == r1["job_explicit"] == "run_A"
+    assert r0["job_clock"] == r1["job_clock"] and re.fullmatch(r"\d{14}", r0["job_clock"])
+    assert r1["job_clock"] != "19990101000000"
+    assert r0["bcast0"] == r1["bcast0"] == {"from": 0, "xs": [0, 0, 0]}
+    assert r0["bcast1"] == r1["bcast1"] == ["rank", 1]
+    assert (r0["main_only"], r1["main_only"]) == ("wrote on 0", None)
