@@ -13,20 +13,19 @@ shards it does not list (stale ones) or missing, or whose size, checksum or reco
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import json
 import re
 import os
 import tarfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from lavis_ib.common.io import atomic_write_path, file_sha256
 from lavis_ib.common.registry import closest_match
 from lavis_ib.datasets.encoding import decode_utf8
 
@@ -165,24 +164,12 @@ def _check_target(path: Path, overwrite: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-@contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary sibling of `path` to write: renamed to `path` on success, removed on failure, so a crash never
-    leaves a truncated file that looks finished."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def write_jsonl(records: Iterable[dict], path: str | os.PathLike, overwrite: bool = False) -> int:
     """Write validated records to `path` atomically; returns the count written."""
     path = Path(path)
     _check_target(path, overwrite)
     count = 0
-    with atomic_file(path) as partial, open(partial, "w", encoding="utf-8") as file:
+    with atomic_write_path(path) as partial, open(partial, "w", encoding="utf-8") as file:
         for count, record in enumerate(records, 1):
             validate_record(record, f"record {count} for {path}")
             file.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -230,15 +217,6 @@ def shard_files(prefix: Path) -> list[Path]:
 def glob_escape(name: str) -> str:
     """`name` with glob metacharacters escaped."""
     return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -307,13 +285,13 @@ def verify_shards(paths: Iterable[str | os.PathLike]) -> dict[Path, dict]:
 
 def _write_shard(chunk: list[tuple[int, dict]], path: Path, prefix: str | os.PathLike) -> dict:
     """Write one shard atomically; its manifest entry."""
-    with atomic_file(path) as partial:
+    with atomic_write_path(path) as partial:
         with tarfile.open(partial, "w") as tar:
             for count, record in chunk:
                 validate_record(record, f"record {count + 1} for shards {prefix}")
                 _add_member(tar, f"{count:09d}.json", json.dumps(record, ensure_ascii=False).encode())
         entry = {"name": path.name, "records": len(chunk), "bytes": partial.stat().st_size,
-                 "sha256": sha256_file(partial)}
+                 "sha256": file_sha256(partial)}
     return entry
 
 
@@ -331,7 +309,7 @@ def write_shards(
     while chunk := list(itertools.islice(numbered, per_shard)):
         entries.append(_write_shard(chunk, shard_name(prefix, len(entries)), prefix))
     manifest = {"format": MANIFEST_FORMAT, "records": sum(e["records"] for e in entries), "shards": entries}
-    with atomic_file(manifest_path(prefix)) as partial:
+    with atomic_write_path(manifest_path(prefix)) as partial:
         partial.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return [shard_name(prefix, n) for n in range(len(entries))]
 
@@ -342,7 +320,7 @@ def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
     import webdataset as wds
 
     for path, entry in verify_shards(paths).items():
-        if sha256_file(path) != entry["sha256"]:
+        if file_sha256(path) != entry["sha256"]:
             raise ShardSetError(f"{path.parent}: shard {path.name} does not match its manifest's sha256 "
                                 f"(changed or corrupted after it was written)")
         count = 0

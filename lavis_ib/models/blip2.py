@@ -8,6 +8,7 @@ built, the training loss layout, text generation from visual tokens, and per-can
 from __future__ import annotations
 
 import logging
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
     _CHECKPOINT_PREFIX,
+    CheckpointWrapper,
     apply_activation_checkpointing,
     checkpoint_wrapper,
 )
@@ -25,6 +27,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from lavis_ib.common.io import looks_like_hub_id, resolve_file
 from lavis_ib.models.base import BaseModel
 from lavis_ib.models.checkpoint import LoadReport, load_state_dict_into, read_state_dict
+from lavis_ib.common.run_schema import Precision
 from lavis_ib.models.precision import PrecisionPolicy, compute_in, full_precision
 from lavis_ib.models.prompts import INSTRUCTION_KEY, instructions_for, vqa_prompt
 from lavis_ib.models.qformer import QFormer, QFormerConfig
@@ -37,7 +40,8 @@ from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_
 
 log = logging.getLogger(__name__)
 
-LENGTH_SEMANTICS = ("lavis", "new_tokens")
+LengthSemantics = Literal["lavis", "new_tokens"]
+LENGTH_SEMANTICS: tuple[str, ...] = typing.get_args(LengthSemantics)
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Blip2Config:
     image_size: int = 224
     drop_path_rate: float = 0.0
     use_grad_checkpoint: bool = False
-    vit_precision: Literal["fp32", "fp16", "bf16"] = "fp16"
+    vit_precision: Precision = "fp16"
     freeze_vit: bool = True
     vit_weights: Optional[str] = None
     vision: VisionConfig = field(default_factory=VisionConfig)
@@ -68,10 +72,10 @@ class Blip2Config:
     # LLM (the location key itself is declared per architecture: llm_model / t5_model / opt_model)
     llm_config: Optional[dict] = None
     llm_tokenizer: Optional[str] = None
-    llm_precision: Literal["fp32", "fp16", "bf16"] = "fp16"
+    llm_precision: Precision = "fp16"
     prompt: str = ""
     apply_lemmatizer: bool = False
-    length_semantics: Literal["lavis", "new_tokens"] = "lavis"  # how generate's max_length/min_length count
+    length_semantics: LengthSemantics = "lavis"  # how generate's max_length/min_length count
     # weights
     random_init: bool = False
     load_pretrained: bool = True
@@ -139,7 +143,6 @@ class Blip2Base(BaseModel):
         if cfg.freeze_vit:
             for param in self.visual_encoder.parameters():
                 param.requires_grad = False
-        self.llm_grad_checkpointing = False
         self.set_llm_grad_checkpointing(cfg.llm_grad_checkpoint)
         self.train(False)
 
@@ -344,6 +347,11 @@ class Blip2Base(BaseModel):
         """AdamW groups with LAVIS's decay rule and, for an unfrozen ViT, layer-wise `lr_scale` (see `trainable`)."""
         return optimizer_param_groups(self, weight_decay, lr_layer_decay, vit_depth=self.cfg.vision.depth)
 
+    @property
+    def llm_grad_checkpointing(self) -> bool:
+        """Whether the LLM's layers are wrapped for activation checkpointing."""
+        return any(isinstance(module, CheckpointWrapper) for module in self.llm.modules())
+
     def set_llm_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute the frozen LLM's layer activations in backward (gradients still reach the queries).
 
@@ -358,7 +366,6 @@ class Blip2Base(BaseModel):
             self.llm, checkpoint_wrapper_fn=checkpoint_wrapper,
             check_fn=lambda module: isinstance(module, GradientCheckpointingLayer),
         )
-        self.llm_grad_checkpointing = True
 
     # ----- user-facing inference ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,7 +7,7 @@ Encoder input `[Q | instruction]` (left truncation), decoder targets right-trunc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
+from lavis_ib.common.run_schema import Precision
 from lavis_ib.models.blip2 import Blip2Base, Blip2Config
 from lavis_ib.models.decoder_only import gather_label_logprobs
 from lavis_ib.models.llm import build_language_model
@@ -27,7 +28,7 @@ class T5InstructConfig(Blip2Config):
     """`t5_model`: a Flan-T5 directory or hub id (LAVIS key)."""
 
     t5_model: Optional[str] = None
-    llm_precision: Literal["fp32", "fp16", "bf16"] = "bf16"
+    llm_precision: Precision = "bf16"
 
 
 @registry.register_model("blip2_t5_instruct")

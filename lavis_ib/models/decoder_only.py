@@ -13,14 +13,12 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForCausalLM
 
 from lavis_ib.models.blip2 import Blip2Base
 from lavis_ib.models.llm import build_language_model, grow_vocab
 from lavis_ib.models.prompts import instructions_for
-from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher
-from lavis_ib.models.tokenizers import encode
+from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher, pad_rows
 
 
 class DecoderOnlyBlip2(Blip2Base):
@@ -58,27 +56,22 @@ class DecoderOnlyBlip2(Blip2Base):
         return embeds, torch.cat([mask.new_ones(visual.shape[:2]), mask], dim=1)
 
     # ----- training --------------------------------------------------------------------------------------------
-    def training_tokens(self, samples: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Token ids, labels and mask of `[instruction | target + EOS]` rows (from the collator when it ran)."""
+    def training_tokens(self, samples: dict, instructions: list[str] | None = None):
+        """Token ids, labels and mask of `[instruction | target + EOS]` rows (from the collator when it ran);
+        `instructions` are the batch's, when the caller already resolved them."""
         tokens = samples.get("train_tokens")
         if tokens is None:
-            instructions = instructions_for(samples, "forward", self.cfg.prompt, None)
+            if instructions is None:
+                instructions = instructions_for(samples, "forward", self.cfg.prompt, None)
             tokens = self.text.training(instructions, samples.get("text_output"))
         return tuple(tokens[k].to(self.device) for k in ("input_ids", "labels", "attention_mask"))
-
-    def pad_right(self, rows: list[torch.Tensor], labels: list[torch.Tensor]):
-        """Right-pad token rows (with the pad id) and their labels (with IGNORE); returns ids, labels, mask."""
-        ids = pad_sequence(rows, batch_first=True, padding_value=self.tokenizer.pad_token_id)
-        mask = pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0)
-        labels = pad_sequence(labels, batch_first=True, padding_value=IGNORE)
-        return ids.to(self.device), labels.to(self.device), mask.to(self.device)
 
     def forward(self, samples: dict) -> dict:
         """Mean next-token cross-entropy over the supervised (target + EOS) tokens of the batch."""
         image = self.input_image(samples)
         instructions = self.training_instructions(samples, image.shape[0])
         visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
-        ids, labels, mask = self.training_tokens(samples)
+        ids, labels, mask = self.training_tokens(samples, instructions)
         embeds, full_mask = self.with_visual_prefix(visual, ids, mask)
         labels = torch.cat([labels.new_full(visual.shape[:2], IGNORE), labels], dim=1)
         logits = self.run_llm(embeds, full_mask)
@@ -113,15 +106,12 @@ class DecoderOnlyBlip2(Blip2Base):
     # ----- scoring ---------------------------------------------------------------------------------------------
     def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
         """Sum of log p(candidate tokens | Q, prompt) and token counts; candidates are tokenised alone, BOS dropped."""
-        prompt_ids = encode(self.tokenizer, [prompt], padding_side="right", truncation_side="left")["input_ids"][0]
-        cand = encode(self.tokenizer, list(candidates), padding_side="right", truncation_side="right")
-        rows, labels = [], []
-        for ids, mask in zip(cand["input_ids"], cand["attention_mask"]):
-            answer = ids[1:][mask[1:].bool()]
-            rows.append(torch.cat([prompt_ids, answer]))
-            labels.append(torch.cat([torch.full_like(prompt_ids, IGNORE), answer]))
-        ids, labels, mask = self.pad_right(rows, labels)
-        embeds, full_mask = self.with_visual_prefix(visual.expand(len(rows), -1, -1), ids, mask)
+        prompt_ids = self.text.ids([prompt], "left", None)[0]
+        answers = [ids[1:] for ids in self.text.ids(candidates, "right", None)]
+        tokens = pad_rows([prompt_ids + a for a in answers], [[IGNORE] * len(prompt_ids) + a for a in answers],
+                          self.tokenizer.pad_token_id)
+        ids, labels, mask = (tokens[k].to(self.device) for k in ("input_ids", "labels", "attention_mask"))
+        embeds, full_mask = self.with_visual_prefix(visual.expand(len(answers), -1, -1), ids, mask)
         logprobs = self.run_llm(embeds, full_mask)[:, visual.shape[1] - 1 : -1].log_softmax(-1)
         return gather_label_logprobs(logprobs, labels)
 

@@ -12,14 +12,16 @@ the caller opened: it opens one itself only when none is active, to compute in t
 from __future__ import annotations
 
 import contextlib
+import typing
 from dataclasses import dataclass
 
 import torch
 
+from lavis_ib.common.run_schema import Precision
 from lavis_ib.common.schema import ConfigError
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-PRECISIONS = tuple(DTYPES)
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)  # the names, declared once with the config schemas
+DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.float16, torch.bfloat16)))
 
 
 def dtype_of(name: str, where: str) -> torch.dtype:

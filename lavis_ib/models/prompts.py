@@ -8,19 +8,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from lavis_ib.common.text_format import join_ocr_tokens, render_choices
+from lavis_ib.models.inputs import check_texts
 
 
 def batch_prompts(prompt: str | Sequence[str], batch_size: int | None, key: str = "prompt") -> list[str]:
     """A string replicated to the batch, or a per-sample list checked to have the batch's length (if known)."""
     if isinstance(prompt, str):
         return [prompt] * (batch_size or 1)
-    prompt = list(prompt)
-    if batch_size is not None and len(prompt) != batch_size:
-        raise ValueError(f"samples[{key!r}] has {len(prompt)} entries for a batch of {batch_size} images")
-    bad = next((i for i, p in enumerate(prompt) if not isinstance(p, str)), None)
-    if bad is not None:
-        raise TypeError(f"samples[{key!r}][{bad}] must be a string, got {type(prompt[bad]).__name__}")
-    return prompt
+    return check_texts(key, prompt, batch_size if batch_size is not None else len(prompt))
 
 
 def fill_ocr(prompts: list[str], ocr_tokens: Sequence[Sequence[str]] | None) -> list[str]:

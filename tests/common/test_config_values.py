@@ -18,17 +18,26 @@ def project(tmp_path: Path, model: str = "", run: str = "") -> Path:
     return path
 
 
-@pytest.mark.parametrize("line, message", [
-    ("  vit_precision: fp17\n", r"'model.vit_precision' must be one of 'fp32', 'fp16', 'bf16', got 'fp17'"),
-    ("  llm_precision: half\n", r"'model.llm_precision' must be one of 'fp32', 'fp16', 'bf16', got 'half'"),
-    ("  max_txt_len: long\n", r"'model.max_txt_len' must be int, got 'long'"),
-    ("  max_txt_len: 0\n", r"model.max_txt_len must be a positive integer, got 0"),
-    ("  freeze_vit: 1\n", r"'model.freeze_vit' must be bool, got 1"),
-    ("  vit_model: eva2_clip_L\n", r"'model.vit_model' must be one of 'eva_clip_g', got 'eva2_clip_L'"),
-    ("  qformer: {num_layers: two}\n", r"'model.qformer.num_layers' must be int, got 'two'"),
-])
-def test_bad_model_values_name_file_and_key(tmp_path, line, message):
-    path = project(tmp_path, model=line)
+BAD_VALUES = [
+    ("model", "  vit_precision: fp17\n", r"'model.vit_precision' must be one of 'fp32', 'fp16', 'bf16', got 'fp17'"),
+    ("model", "  llm_precision: half\n", r"'model.llm_precision' must be one of 'fp32', 'fp16', 'bf16', got 'half'"),
+    ("model", "  max_txt_len: long\n", r"'model.max_txt_len' must be int, got 'long'"),
+    ("model", "  max_txt_len: 0\n", r"model.max_txt_len must be a positive integer, got 0"),
+    ("model", "  freeze_vit: 1\n", r"'model.freeze_vit' must be bool, got 1"),
+    ("model", "  vit_model: eva2_clip_L\n", r"'model.vit_model' must be one of 'eva_clip_g', got 'eva2_clip_L'"),
+    ("model", "  qformer: {num_layers: two}\n", r"'model.qformer.num_layers' must be int, got 'two'"),
+    ("run", "  batch_size_trian: 4\n", r"unknown key 'run.batch_size_trian'; did you mean 'run.batch_size_train'"),
+    ("run", "  batch_size_train: 0\n", r"run.batch_size_train must be ≥ 1, got 0"),
+    ("run", "  precision: fp17\n", r"'run.precision' must be one of 'fp32', 'fp16', 'bf16' or null, got 'fp17'"),
+    ("run", "  max_iters: lots\n", r"'run.max_iters' must be int or float or null, got 'lots'"),
+    ("run", "  test_splits: test\n", r"'run.test_splits' must be list, got 'test'"),
+]
+
+
+@pytest.mark.parametrize("section, line, message", BAD_VALUES)
+def test_bad_values_name_file_and_key(tmp_path, section, line, message):
+    """Model and run sections alike: the error names the file, the dotted key and what was expected."""
+    path = project(tmp_path, **{section: line})
     with pytest.raises(ConfigError, match=message) as info:
         Config(path)
     assert str(path) in str(info.value)
@@ -37,20 +46,6 @@ def test_bad_model_values_name_file_and_key(tmp_path, line, message):
 def test_bad_value_from_options_names_options(tmp_path):
     with pytest.raises(ConfigError, match=r"--options: 'model.vit_precision' must be one of"):
         Config(project(tmp_path), ["model.vit_precision=fp17"])
-
-
-@pytest.mark.parametrize("line, message", [
-    ("  batch_size_trian: 4\n", r"unknown key 'run.batch_size_trian'; did you mean 'run.batch_size_train'"),
-    ("  batch_size_train: 0\n", r"run.batch_size_train must be ≥ 1, got 0"),
-    ("  precision: fp17\n", r"'run.precision' must be one of 'fp32', 'fp16', 'bf16' or null, got 'fp17'"),
-    ("  max_iters: lots\n", r"'run.max_iters' must be int or float or null, got 'lots'"),
-    ("  test_splits: test\n", r"'run.test_splits' must be list, got 'test'"),
-])
-def test_run_section_is_typed(tmp_path, line, message):
-    path = project(tmp_path, run=line)
-    with pytest.raises(ConfigError, match=message) as info:
-        Config(path)
-    assert str(path) in str(info.value)
 
 
 def test_valid_run_values_are_parsed_with_defaults(tmp_path):
