@@ -1,7 +1,7 @@
 """Entry points shared by `train.py` and `evaluate.py`: argument parsing, config loading, and clean errors.
 
-A bad invocation (unreadable or invalid config, unknown component name) prints one line naming the problem and exits
-with status 2, like argparse does for bad arguments, instead of a traceback.
+A bad invocation (unreadable or invalid config, unknown component name, malformed ground truth) prints one line
+naming the problem and exits with status 2, like argparse does for bad arguments, instead of a traceback.
 """
 
 from __future__ import annotations
@@ -11,34 +11,44 @@ import logging
 import sys
 
 from lavis_ib.common.config import Config
+from lavis_ib.common.errors import EvalDataError
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 
 USAGE_ERROR = 2
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+def parse_args(mode: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=f"lavis_ib {mode}")
     parser.add_argument("--cfg-path", required=True, help="project YAML (model / datasets / run sections)")
     parser.add_argument("--options", nargs="+", help="overrides: key=value ... (or key value pairs)")
+    if mode == "evaluate":
+        parser.add_argument("--datasets", type=lambda text: [n for n in text.split(",") if n],
+                            help="comma-separated subset of the config's datasets, e.g. gqa,vsr")
+        parser.add_argument("--limit", type=int, help="evaluate only the first N records of each split (smoke run)")
+        parser.add_argument("--valid", action="store_true", help="also evaluate the configured run.valid_splits")
     return parser.parse_args(argv)
 
 
 def load_runner(mode: str, argv: list[str] | None = None):
-    """The configured runner, built from the validated config; raises on any invalid input."""
-    args = parse_args(f"lavis_ib {mode}", argv)
+    """The configured runner (training) or the evaluator, built from the validated config; raises on bad input."""
+    args = parse_args(mode, argv)
     cfg = Config(args.cfg_path, args.options)
     cfg.pretty_print()
+    if mode == "evaluate":
+        from lavis_ib.runners import Evaluator  # torch and the tasks, only once the config is valid
+
+        return Evaluator.from_config(cfg, datasets=args.datasets, limit=args.limit, include_valid=args.valid)
     return registry.get_runner_class(cfg.run.runner).from_config(cfg)
 
 
-def run(mode: str, argv: list[str] | None = None) -> None:
-    """Load and validate the config, then hand it to the registered runner's `mode` ("train" or "evaluate")."""
+def run(mode: str, argv: list[str] | None = None):
+    """Load and validate the config, then run the runner's `mode` ("train" or "evaluate")."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(message)s")
     try:
         runner = load_runner(mode, argv)
-    except (ConfigError, FileNotFoundError, KeyError) as error:
+        return getattr(runner, mode)()
+    except (ConfigError, FileNotFoundError, KeyError, EvalDataError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"{mode}: error: {message}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
-    getattr(runner, mode)()

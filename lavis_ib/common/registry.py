@@ -25,6 +25,8 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "converter": ("lavis_ib.datasets.converters", "lavis_ib.datasets.synthetic"),
     "processor": ("lavis_ib.processors",),
     "metric": ("lavis_ib.metrics",),
+    "task": ("lavis_ib.tasks",),
+    "runner": ("lavis_ib.runners",),
 }
 
 

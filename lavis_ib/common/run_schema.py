@@ -20,7 +20,8 @@ class RunConfig:
     runner: str = "runner_iter"
     device: Optional[str] = None  # None: cuda when available, else cpu
     seed: int = 42
-    output_dir: str = "output"
+    output_dir: str = "output"  # relative to the working directory (never inside the package, unlike LAVIS)
+    job_id: Optional[str] = None  # None: a timestamp; re-running with the same job id resumes its evaluation
     evaluate: bool = False
     # distributed (filled from torchrun / SLURM environment by the runner)
     distributed: bool = False

@@ -3,7 +3,8 @@ InstructBLIP paper's Table 1 prints them; CIDEr × 100), registered under the re
 
 | metric | datasets |
 |---|---|
-| `vqa_accuracy` | VQAv2, OK-VQA, TextVQA, VizWiz (official scorer); A-OKVQA direct answer (`variant="aokvqa"`) |
+| `vqa_accuracy` | VQAv2, OK-VQA, TextVQA, VizWiz (official scorer) |
+| `aokvqa_accuracy` | A-OKVQA direct answer (`vqa_accuracy(variant="aokvqa")`) |
 | `exact_match` | GQA |
 | `ivqa_accuracy` | iVQA |
 | `accuracy` | ScienceQA-IMG, IconQA, A-OKVQA multiple choice, VSR, MSVD-QA, MSRVTT-QA |
@@ -15,10 +16,11 @@ InstructBLIP paper's Table 1 prints them; CIDEr × 100), registered under the re
 from lavis_ib.metrics.caption import caption_metrics
 from lavis_ib.metrics.classification import accuracy, ranking_metrics, roc_auc
 from lavis_ib.metrics.lemmatizer import lemmatize
-from lavis_ib.metrics.vqa import exact_match, ivqa_accuracy, normalize_answer, vqa_accuracy
+from lavis_ib.metrics.vqa import aokvqa_accuracy, exact_match, ivqa_accuracy, normalize_answer, vqa_accuracy
 
 __all__ = [
     "accuracy",
+    "aokvqa_accuracy",
     "caption_metrics",
     "exact_match",
     "ivqa_accuracy",

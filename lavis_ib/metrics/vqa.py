@@ -162,3 +162,10 @@ def ivqa_accuracy(preds: list[str], answers: list[list[str]], normalize: bool = 
     prepare = _preparer(normalize)
     scores = [min(sum(prepare(a) == prepare(pred) for a in humans) / 2, 1.0) for pred, humans in zip(preds, answers)]
     return {"ivqa_accuracy": percent(sum(scores), len(scores))}
+
+
+@registry.register_metric("aokvqa_accuracy")
+def aokvqa_accuracy(preds: list[str], answers: list[list[str]]) -> dict:
+    """A-OKVQA direct-answer accuracy in percent: `vqa_accuracy(..., variant="aokvqa")` under its own name, so a
+    config selects it by metric name alone."""
+    return {"aokvqa_accuracy": vqa_accuracy(preds, answers, variant="aokvqa")["vqa_accuracy"]}

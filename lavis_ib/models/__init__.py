@@ -61,6 +61,8 @@ def load_model(name: str, model_type: str, is_eval: bool = False, device: str = 
 
     model_cls = registry.get_model_class(name)
     options = {**(options or {}), **overrides}
+    if checkpoint is None:
+        checkpoint = options.get("checkpoint")  # the config key `model.checkpoint` (evaluate.py --options)
     if checkpoint is not None and is_hf_directory(checkpoint):
         model = load_hf_directory(model_cls, model_type, checkpoint, device=device, precision=precision,
                                   options=options)

@@ -82,6 +82,7 @@ class Blip2Config:
     pretrained: Optional[str] = None
     load_finetuned: bool = False
     finetuned: Optional[str] = None
+    checkpoint: Optional[str] = None  # loaded by load_model after the configured weights (.pth, safetensors, HF dir)
     hf_image_token_index: Optional[int] = None
     hf_video_token_index: Optional[int] = None  # InstructBlipVideo's placeholder id (kept by convert.py)
 

@@ -7,7 +7,7 @@ import pytest
 import lavis_ib.metrics as metrics
 from lavis_ib.common.registry import registry
 
-NAMES = ["accuracy", "caption_metrics", "exact_match", "ivqa_accuracy", "ranking_metrics", "roc_auc", "vqa_accuracy"]
+NAMES = ["accuracy", "aokvqa_accuracy", "caption_metrics", "exact_match", "ivqa_accuracy", "ranking_metrics", "roc_auc", "vqa_accuracy"]
 
 
 def test_every_metric_is_registered_under_its_function_name():

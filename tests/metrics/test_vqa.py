@@ -122,3 +122,13 @@ def test_bad_variant_and_bad_exact_match_input():
         exact_match(["a"], [["a"]])
     with pytest.raises(ValueError, match="preds has 2 items but answers has 1"):
         exact_match(["a", "b"], ["a"])
+
+
+def test_aokvqa_accuracy_is_the_aokvqa_variant_under_its_own_name():
+    from lavis_ib.metrics import aokvqa_accuracy
+
+    humans = [["cab"] * 2 + ["taxi"] * 8, ["cab"] * 4 + ["car"] * 6]
+    # min(1, raw matches / 3): 2/3 for the first question, 1 for the second
+    assert aokvqa_accuracy(["cab", "cab"], humans) == {"aokvqa_accuracy": pytest.approx(100 * (2 / 3 + 1) / 2)}
+    assert aokvqa_accuracy(["cab", "cab"], humans)["aokvqa_accuracy"] == vqa_accuracy(
+        ["cab", "cab"], humans, variant="aokvqa")["vqa_accuracy"]

@@ -10,6 +10,9 @@ from lavis_ib.common.registry import closest_match
 ROLES = ("held_in", "held_out")
 DATA_TYPES = ("images", "videos")
 ANSWER_SAMPLING = ("most_common", "random")
+EVAL_MODES = ("generate", "rank")
+CANDIDATE_SOURCES = ("choices", "choice_letters", "answer_list", "answer_options", "verbalizers")
+SUBMISSION_FORMATS = ("vqa", "vizwiz")
 
 
 @dataclass
@@ -65,6 +68,68 @@ class Instruction:
 
 
 @dataclass
+class Decoding:
+    """Generation settings of an evaluation (LAVIS names); None takes the task's default, the paper's protocol."""
+
+    num_beams: Optional[int] = None
+    max_len: Optional[int] = None
+    min_len: Optional[int] = None
+    length_penalty: Optional[float] = None  # None for VQA: the model's answer default (LAVIS: Vicuna 0, T5 -1)
+    repetition_penalty: Optional[float] = None
+    length_semantics: Optional[str] = None  # None: the model's `length_semantics`
+
+
+@dataclass
+class EvalProtocol:
+    """How a dataset is evaluated (its `eval:` block): the task, how answers are produced, the metric.
+
+    `task` names a registered task (`captioning`, `vqa`, `classification`, `dialog`); `mode` is `generate` or `rank`
+    (log-likelihood ranking of `candidates`: the record's `choices`, their letters "(a)".., the dataset's
+    `answer_list`, VisDial's `answer_options`, or fixed `verbalizers`, one word list per class label). `prompt`
+    replaces `instruction.eval` when set. `splits` are the splits the paper evaluates (`run.test_splits`, when set,
+    overrides them for every dataset).
+    """
+
+    task: str = ""
+    mode: str = "generate"
+    splits: list = field(default_factory=list)
+    metric: str = ""  # a registered metric; "" = the task's default
+    metric_options: dict = field(default_factory=dict)  # keyword arguments of the metric, e.g. {variant: aokvqa}
+    report: str = ""  # the metric key reported as `agg_metrics` (e.g. CIDEr); "" = the metric's main key
+    prompt: Any = None
+    candidates: Optional[str] = None
+    verbalizers: Optional[list] = None  # [[words of label 0], [words of label 1], ...]; quote yes/no in YAML
+    normalize: str = "sum"  # rank by summed ("sum") or per-token ("mean") candidate log-likelihood
+    n_segments: int = 1  # split each sample's candidates into this many LLM batches (memory; scores unchanged)
+    decoding: Decoding = field(default_factory=Decoding)
+    apply_lemmatizer: bool = False  # OK-VQA: spaCy lemmas of the generated answers (needs en_core_web_sm)
+    group_by: Optional[str] = None  # a `meta` key whose values get their own metrics (NoCaps `domain`)
+    submission: Optional[str] = None  # write the answers of splits without ground truth in this format
+
+    def __post_init__(self):
+        for key, value, allowed in (
+            ("mode", self.mode, EVAL_MODES),
+            ("normalize", self.normalize, ("sum", "mean")),
+            ("candidates", self.candidates, (None, *CANDIDATE_SOURCES)),
+            ("submission", self.submission, (None, *SUBMISSION_FORMATS)),
+        ):
+            if value not in allowed:
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise ValueError(f"eval.{key} must be one of {shown}, got {value!r}")
+        if self.mode == "rank" and self.candidates is None:
+            raise ValueError(f"eval.mode 'rank' needs eval.candidates (one of {', '.join(CANDIDATE_SOURCES)})")
+        if self.n_segments < 1:
+            raise ValueError(f"eval.n_segments must be ≥ 1, got {self.n_segments}")
+        if self.verbalizers is not None:
+            for label, words in enumerate(self.verbalizers):
+                if not isinstance(words, list) or not words or not all(isinstance(w, str) for w in words):
+                    raise ValueError(
+                        f"eval.verbalizers[{label}] must be a non-empty list of strings, got {words!r} "
+                        "(YAML reads unquoted yes/no/true/false as booleans: quote them)"
+                    )
+
+
+@dataclass
 class DatasetConfig:
     """One dataset: storage, processors, instruction templates, and how it takes part in mixed training."""
 
@@ -84,6 +149,7 @@ class DatasetConfig:
     strict: bool = False  # a corrupt or missing image/video is an error instead of a counted skip
     max_consecutive_skips: int = 8  # unreadable records in a row (train or eval) that stop a run: wrong media root
     seed: int = 0
+    eval: Optional[EvalProtocol] = None  # the zero-shot evaluation protocol (`lavis_ib.tasks`)
 
     def __post_init__(self):
         for key, value, allowed in (

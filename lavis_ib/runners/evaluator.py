@@ -1,0 +1,276 @@
+"""Zero-shot evaluation of every dataset in a config: `python evaluate.py` or `torchrun evaluate.py`.
+
+For each dataset split: check the ground truth of every record, skip the samples already in its prediction files
+(same job id), shard the rest across ranks without padding, append each batch's predictions as it finishes, gather
+on rank 0, and write `predictions.jsonl`, `result.json` (LAVIS's rows), `metrics.json` (metrics, counts, protocol)
+or the submission file of a split without answers. Finally `results.json` / `results.md` put every number beside
+the paper's Table 1. Outputs go to `<run.output_dir>/<job_id>/<dataset>/<split>/` under the working directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from lavis_ib.common import dist
+from lavis_ib.common.config import Config
+from lavis_ib.common.registry import closest_match, registry
+from lavis_ib.common.schema import ConfigError
+from lavis_ib.datasets import templates
+from lavis_ib.datasets.builders.dataset import RecordDataset
+from lavis_ib.processors import model_vis_defaults
+from lavis_ib.runners.predictions import PredictionStore, iter_records
+from lavis_ib.runners.results import ResultRow, render_markdown, result_row
+from lavis_ib.tasks.base import EvalDataError, EvalTask
+
+log = logging.getLogger(__name__)
+
+MODEL_IDENTITY = ("arch", "model_type", "checkpoint", "pretrained", "finetuned", "llm_model", "t5_model", "opt_model")
+"""Model config keys recorded with the predictions: a resumed split must come from the same weights."""
+SKIPPED_SHOWN = 20  # unreadable records listed by id and reason in metrics.json
+
+
+@dataclass
+class SplitPlan:
+    """One dataset split to evaluate: its dataset, task, output folder and the record indices in scope."""
+
+    dataset_name: str
+    split: str
+    dataset: RecordDataset
+    task: EvalTask
+    templates: Optional[tuple[str, ...]]
+    store: PredictionStore
+    indices: range
+    scored: bool  # False: no record has ground truth (a submission split)
+
+
+class Evaluator:
+    """Evaluates the config's datasets (optionally a subset, the first `limit` records of each split)."""
+
+    def __init__(self, cfg: Config, datasets: Sequence[str] | None = None, limit: int | None = None,
+                 include_valid: bool = False):
+        self.cfg, self.run = cfg, cfg.run
+        self.names = self.select_datasets(datasets)
+        if limit is not None and limit < 1:
+            raise ConfigError(f"--limit must be ≥ 1, got {limit}")
+        self.limit, self.include_valid = limit, include_valid
+        self.output_root: Path | None = None
+        self.info: dist.DistInfo | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Config, **kwargs) -> "Evaluator":
+        return cls(cfg, **kwargs)
+
+    def select_datasets(self, wanted: Sequence[str] | None) -> list[str]:
+        configured = list(self.cfg.datasets_cfg)
+        if not configured:
+            raise ConfigError(f"{self.cfg.cfg_path}: no datasets to evaluate (the config has no 'datasets' section)")
+        if not wanted:
+            return configured
+        for name in wanted:
+            if name not in configured:
+                hint = closest_match(name, configured)
+                raise ConfigError(f"--datasets: {name!r} is not in {self.cfg.cfg_path} (its datasets: "
+                                  f"{', '.join(configured)})" + (f"; did you mean {hint!r}?" if hint else ""))
+        return [name for name in configured if name in wanted]
+
+    # ----- the run ---------------------------------------------------------------------------------------------
+    def evaluate(self) -> list[dict]:
+        """Evaluate every selected dataset split; returns the `metrics.json` contents (rank 0; [] elsewhere)."""
+        with dist.distributed_run(self.cfg.run_cfg) as info:
+            self.info = info
+            torch.manual_seed(self.run.seed)
+            job = dist.job_id(self.run.job_id)
+            self.output_root = Path(self.run.output_dir) / job
+            model = self.build_model(info.device)
+            summaries = []
+            for name in self.names:
+                for plan in self.plans(name, model):
+                    summaries.append(self.evaluate_split(model, plan))
+                    dist.barrier()
+            if info.is_main:
+                self.write_results(summaries)
+            return summaries if info.is_main else []
+
+    def build_model(self, device: torch.device):
+        from lavis_ib.models import load_model  # the model package, only once a run starts
+
+        model_cfg = OmegaConf.to_container(self.cfg.model_cfg, resolve=True)
+        arch, model_type = model_cfg.pop("arch"), model_cfg.pop("model_type")
+        checkpoint = model_cfg.pop("checkpoint", None)
+        return load_model(arch, model_type, is_eval=True, device=str(device), checkpoint=checkpoint,
+                          precision=self.run.precision, options=model_cfg)
+
+    def model_identity(self) -> dict:
+        return {key: self.cfg.model_cfg.get(key) for key in MODEL_IDENTITY if self.cfg.model_cfg.get(key) is not None}
+
+    def splits_for(self, name: str, protocol, configured: Sequence[str]) -> list[str]:
+        """`run.test_splits` when set (every dataset must have them), else the protocol's `eval.splits`; plus the
+        configured `run.valid_splits` when asked for."""
+        splits = list(self.run.test_splits or protocol.splits)
+        if not splits:
+            raise ConfigError(f"datasets.{name}.eval.splits is empty and run.test_splits is not set: nothing to "
+                              f"evaluate (configured splits: {', '.join(configured)})")
+        if self.include_valid:
+            splits += [s for s in self.run.valid_splits if s in configured and s not in splits]
+        return splits
+
+    def plans(self, name: str, model) -> list[SplitPlan]:
+        """The splits of dataset `name` to evaluate, each checked and with its output folder opened."""
+        builder_cls = registry.get_builder_class(name)
+        block = OmegaConf.to_container(self.cfg.datasets_cfg[name], resolve=True)
+        vis_defaults = model_vis_defaults(registry.get_model_class(self.cfg.model_cfg.arch)
+                                          .default_config(self.cfg.model_cfg.model_type).get("preprocess") or {})
+        vis_defaults["image_size"] = model.cfg.image_size
+        builder = builder_cls(block, source=f"datasets.{name}", vis_defaults=vis_defaults)
+        protocol = builder.config.eval
+        if protocol is None or not protocol.task:
+            raise ConfigError(f"datasets.{name}: no 'eval:' block with a task, so it cannot be evaluated (see "
+                              f"{builder_cls.default_config_path()})")
+        if protocol.prompt is not None:
+            builder.config.instruction.eval = protocol.prompt
+        prompt_templates = templates.resolve_templates(builder.config.instruction.eval,
+                                                       f"datasets.{name}.instruction.eval")
+        task_cls = registry.get_task_class(protocol.task)
+        plans = []
+        for split in self.splits_for(name, protocol, builder.splits):
+            dataset = builder.build_split(split)
+            if not isinstance(dataset, RecordDataset):
+                raise ConfigError(f"datasets.{name}: split {split!r} is stored as shards; evaluation needs its "
+                                  f"JSON-lines records (convert it without --format wds)")
+            task = task_cls(protocol, name, split, dataset.answer_list, source=f"datasets.{name}.eval")
+            indices = range(min(len(dataset), self.limit or len(dataset)))
+            scored = self.check_ground_truth(task, dataset, indices)
+            plan = SplitPlan(name, split, dataset, task, prompt_templates,
+                             PredictionStore(self.output_root / name / split), indices, scored)
+            plans.append(plan)
+        return plans
+
+    def check_ground_truth(self, task: EvalTask, dataset: RecordDataset, indices: range) -> bool:
+        """Check every record in scope before anything runs; False when none has ground truth (a submission split,
+        which needs `eval.submission`)."""
+        records = dataset.records
+        has = [task.has_ground_truth(records[i]) for i in indices]
+        if not any(has):
+            if task.protocol.submission is None:
+                raise EvalDataError(f"{task.dataset} {task.split}: no record has ground truth, so nothing can be "
+                                    f"scored; set datasets.{task.dataset}.eval.submission to write a submission file")
+            return False
+        for i, scorable in zip(indices, has):
+            task.check_record(records[i], i)
+            if not scorable:
+                raise task.fail(records[i], i, "has no ground truth while the rest of the split has")
+        return True
+
+    def protocol_record(self, plan: SplitPlan, model) -> dict:
+        """What the predictions of a split depend on; a resumed folder must match it exactly."""
+        summary = plan.task.summary(model)
+        summary["prompt_templates"] = list(plan.templates) if plan.templates else None
+        records = plan.dataset.records
+        return {"dataset": plan.dataset_name, "split": plan.split, "records": str(getattr(records, "path", "")),
+                "num_records": len(records), "model": self.model_identity(), "protocol": summary}
+
+    # ----- one split ------------------------------------------------------------------------------------------
+    def open_store(self, plan: SplitPlan, protocol: dict) -> set[str]:
+        """Rank 0 checks the folder's protocol and reads what is done; every rank gets the same ids (or error).
+        Records skipped as unreadable are not done: a re-run tries them again (the media may have been fixed)."""
+        outcome = None
+        if self.info.is_main:
+            try:
+                plan.store.check_protocol(protocol)
+                done = plan.store.load()
+                outcome = ("ok", sorted(key for key, row in done.items() if "skipped" not in row))
+            except (ConfigError, ValueError) as error:
+                outcome = ("error", str(error))
+        status, value = dist.broadcast_object(outcome)
+        if status == "error":
+            raise ConfigError(value)
+        return set(value)
+
+    def autocast(self):
+        precision = self.run.precision
+        if precision in ("fp16", "bf16"):
+            dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+            return torch.autocast(self.info.device.type, dtype=dtype)
+        return contextlib.nullcontext()
+
+    def evaluate_split(self, model, plan: SplitPlan) -> dict:
+        protocol = self.protocol_record(plan, model)
+        done = self.open_store(plan, protocol)
+        remaining = [i for i in plan.indices if str(i) not in done]
+        mine = [remaining[j] for j in dist.shard_indices(len(remaining), self.info.rank, self.info.world_size)]
+        loader = DataLoader(Subset(plan.dataset, mine), batch_size=self.run.batch_size_eval,
+                            num_workers=self.run.num_workers, collate_fn=model.collator(plan.task.collate_mode))
+        label = f"{plan.dataset_name}/{plan.split}"
+        if self.info.is_main:
+            log.info("%s: %d records in scope, %d done before, %d to evaluate on %d rank(s)", label,
+                     len(plan.indices), len(plan.indices) - len(remaining), len(remaining), self.info.world_size)
+        new: list[dict] = []
+        with tqdm(total=len(mine), desc=label, unit="sample", disable=not self.info.is_main, dynamic_ncols=True) as bar:
+            for batch in loader:
+                rows = [{"id": str(s.index), "skipped": s.reason} for s in batch.get("skipped", ())]
+                if "image" in batch:
+                    with torch.no_grad(), self.autocast():
+                        rows += plan.task.predict(model, batch)
+                plan.store.append(self.info.rank, rows)
+                new += rows
+                bar.update(len(rows))
+        gathered = dist.gather_by_id(new, key="id", dst=0)
+        if not self.info.is_main:
+            return {}
+        previous = plan.store.load(repair=False)
+        merged = {**previous, **{row["id"]: row for row in gathered}}
+        plan.store.finalize(merged)  # everything predicted so far; the metrics cover the records in scope
+        in_scope = {str(i) for i in plan.indices}
+        return self.write_split_outputs(plan, protocol, {k: row for k, row in merged.items() if k in in_scope})
+
+    def write_split_outputs(self, plan: SplitPlan, protocol: dict, merged: dict[str, dict]) -> dict:
+        rows = list(iter_records(merged))
+        scored = [row for row in rows if "skipped" not in row]
+        skipped = [row for row in rows if "skipped" in row]
+        label = f"{plan.dataset_name} {plan.split}"
+        if skipped:
+            log.warning("%s: %d of %d records unreadable and skipped (listed in metrics.json); metrics are over the "
+                        "other %d", label, len(skipped), len(rows), len(scored))
+        summary = {
+            **protocol, "report": plan.task.report_key, "num_in_scope": len(plan.indices),
+            "num_scored": len(scored), "num_skipped": len(skipped),
+            "skipped": [{"id": row["id"], "reason": row["skipped"]} for row in skipped[:SKIPPED_SHOWN]],
+            "limit": self.limit,
+        }
+        if not scored:
+            raise EvalDataError(f"{label}: every record in scope was unreadable ({len(skipped)} skipped; first: "
+                                f"{skipped[0]['skipped'] if skipped else 'none'}); nothing to score")
+        if plan.scored:
+            metrics = plan.task.compute_metrics(scored)
+            summary.update(metrics=metrics, agg_metrics=metrics[plan.task.report_key])
+            plan.store.write_json("result.json", plan.task.lavis_result(scored))
+        else:
+            submission = plan.task.submission(scored)
+            path = plan.store.write_json(f"submission_{plan.task.protocol.submission}.json", submission)
+            summary.update(metrics={}, agg_metrics=None, submission=str(path))
+            log.info("%s: no ground truth; wrote the submission file %s", label, path)
+        plan.store.write_json("metrics.json", summary)
+        return summary
+
+    def write_results(self, summaries: list[dict]) -> list[ResultRow]:
+        """`results.json` and `results.md` in the job folder, and the table on stdout."""
+        model = self.cfg.model_cfg
+        rows = [result_row(summary, model.arch, model.model_type) for summary in summaries]
+        title = f"Zero-shot results: {model.arch} / {model.model_type} (job {self.output_root.name})"
+        table = render_markdown(rows, title)
+        self.output_root.mkdir(parents=True, exist_ok=True)
+        PredictionStore(self.output_root).write_json("results.json", {
+            "model": self.model_identity(), "config": self.cfg.cfg_path, "rows": [row.to_dict() for row in rows]})
+        (self.output_root / "results.md").write_text(table, encoding="utf-8")
+        print(table)
+        print(f"results written to {self.output_root}")
+        return rows
