@@ -14,6 +14,7 @@ import itertools
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,7 @@ from lavis_ib.datasets import synthetic
 from lavis_ib.datasets.sampling import balanced_mixture
 
 DEMO_IMAGE = assets_root / "images" / "demo.png"
+EVAL_CONFIG = Path("projects/instructblip/eval/synthetic.yaml")  # relative to the repository (where `make demo` runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-type", default="tiny")
     parser.add_argument("--image", default=str(DEMO_IMAGE))
     parser.add_argument("--prompt", default="What shape is next to the stop sign?")
+    parser.add_argument("--eval-config", default=str(EVAL_CONFIG), help="held-out evaluation run at the end")
+    parser.add_argument("--eval-output", default="output/demo", help="run.output_dir of that evaluation")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"time      : {time.perf_counter() - start:.1f} s")
     if model.cfg.random_init:
         print("note      : random weights (tiny model type) - the text is noise until the model is trained")
-    synthetic_world_demo(model, image.shape[-1])
+    synthetic_world_demo(model, image.shape[-1], Path(args.eval_config), args.eval_output)
 
 
 def show_candidate_scores(model, image: torch.Tensor, prompt: str, choices: list[str]) -> None:
@@ -77,8 +81,9 @@ def synthetic_dataset(name: str, split: str, image_size: int):
     return load_dataset(name, builder.default_config(vis_processor=sizes), splits=[split])[split]
 
 
-def synthetic_world_demo(model, image_size: int) -> None:
-    """Build the world in a temporary cache, show a balanced held-in batch, answer a held-out batch."""
+def synthetic_world_demo(model, image_size: int, eval_config: Path, eval_output: str) -> None:
+    """Build the world in a temporary cache, show a balanced held-in batch, answer a held-out batch, then evaluate
+    the held-out tasks zero-shot through `evaluate.py`'s code path, ending with the results table."""
     previous = os.environ.get("LAVIS_IB_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["LAVIS_IB_CACHE"] = cache
@@ -97,11 +102,23 @@ def synthetic_world_demo(model, image_size: int) -> None:
             answers = model.generate({"image": batch["image"], "prompt": batch["text_input"]}, max_length=5)
             for instruction, answer, truth in zip(batch["text_input"], answers, batch["text_output"]):
                 print(f"  held-out {instruction!r}: generated {answer!r}, truth {truth!r}")
+            evaluate_held_out(eval_config, eval_output)
         finally:
             if previous is None:
                 os.environ.pop("LAVIS_IB_CACHE", None)
             else:
                 os.environ["LAVIS_IB_CACHE"] = previous
+
+
+def evaluate_held_out(config: Path, output_dir: str) -> None:
+    """`evaluate.py --cfg-path <config>` on the world just built (the demo's cache), printing the results table."""
+    if not config.is_file():
+        print(f"\n(no held-out evaluation: {config} not found; run the demo from the repository root)")
+        return
+    from lavis_ib.cli import run
+
+    print(f"\nzero-shot held-out evaluation: python evaluate.py --cfg-path {config}")
+    run("evaluate", ["--cfg-path", str(config), "--options", f"run.output_dir={output_dir}"])
 
 
 if __name__ == "__main__":

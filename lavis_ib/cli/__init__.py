@@ -34,11 +34,11 @@ def load_runner(mode: str, argv: list[str] | None = None):
     """The configured runner (training) or the evaluator, built from the validated config; raises on bad input."""
     args = parse_args(mode, argv)
     cfg = Config(args.cfg_path, args.options)
-    cfg.pretty_print()
-    if mode == "evaluate":
+    if mode == "evaluate":  # the evaluator writes the merged config into its job folder instead
         from lavis_ib.runners import Evaluator  # torch and the tasks, only once the config is valid
 
         return Evaluator.from_config(cfg, datasets=args.datasets, limit=args.limit, include_valid=args.valid)
+    cfg.pretty_print()
     return registry.get_runner_class(cfg.run.runner).from_config(cfg)
 
 

@@ -254,3 +254,19 @@ def build_world(root: str | Path | None = None, seed: int = 0, n_images: int = 6
         splits = registry.get_converter_class(name).splits
         reports[name] = convert(name, source, root / "datasets" / name, splits, overwrite=True)
     return reports
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lavis_ib.datasets.synthetic [--root DIR]`: build the world where the synthetic configs read it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("--root", help="data root (default: $LAVIS_IB_CACHE, else ~/.cache/lavis_ib)")
+    args = parser.parse_args(argv)
+    reports = build_world(args.root)
+    total = sum(report.written for split_reports in reports.values() for report in split_reports)
+    print(f"synthetic world: {total:,} records of {len(reports)} datasets under {args.root or cache_root()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -52,6 +52,14 @@ class SplitPlan:
     scored: bool  # False: no record has ground truth (a submission split)
 
 
+def file_identity(path: Path) -> dict:
+    """Size and modification time of a weights file (or of every file of a directory): a checkpoint rewritten in
+    place (training on) must not resume predictions made with its old weights."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.exists() else []
+    return {str(f.relative_to(path) if path.is_dir() else f.name): [f.stat().st_size, f.stat().st_mtime_ns]
+            for f in files}
+
+
 class Evaluator:
     """Evaluates the config's datasets (optionally a subset, the first `limit` records of each split)."""
 
@@ -90,6 +98,10 @@ class Evaluator:
             torch.manual_seed(self.run.seed)
             job = dist.job_id(self.run.job_id)
             self.output_root = Path(self.run.output_dir) / job
+            if info.is_main:
+                self.output_root.mkdir(parents=True, exist_ok=True)
+                PredictionStore(self.output_root).write_json("config.json", self.cfg.to_dict())
+                log.info("evaluation job %s: outputs in %s", job, self.output_root)
             model = self.build_model(info.device)
             summaries = []
             for name in self.names:
@@ -110,7 +122,11 @@ class Evaluator:
                           precision=self.run.precision, options=model_cfg)
 
     def model_identity(self) -> dict:
-        return {key: self.cfg.model_cfg.get(key) for key in MODEL_IDENTITY if self.cfg.model_cfg.get(key) is not None}
+        identity = {key: self.cfg.model_cfg.get(key) for key in MODEL_IDENTITY
+                    if self.cfg.model_cfg.get(key) is not None}
+        if identity.get("checkpoint"):
+            identity["checkpoint_files"] = file_identity(Path(identity["checkpoint"]))
+        return identity
 
     def splits_for(self, name: str, protocol, configured: Sequence[str]) -> list[str]:
         """`run.test_splits` when set (every dataset must have them), else the protocol's `eval.splits`; plus the

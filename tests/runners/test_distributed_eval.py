@@ -1,0 +1,135 @@
+"""Evaluation across processes and interruptions: `torchrun --nproc_per_node=2 evaluate.py` (gloo) gives exactly the
+predictions and metrics of one process, and a run killed with SIGKILL (even mid-line) and re-run with the same job
+id — on another number of processes — ends with the same files as a run never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.tasks.fixtures import write_eval_fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = {"gqa": 9, "scienceqa": 7, "hateful_memes": 5}  # generation, per-sample choices, verbalizers
+DEADLINE_S = 240
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(path: Path, data_root: Path, output_dir: Path, datasets: dict[str, int]) -> Path:
+    lines = ["model: {arch: blip2_vicuna_instruct, model_type: tiny}", "datasets:"]
+    lines += [f"  {name}: {{data_root: {data_root}}}" for name in datasets]
+    lines.append(f"run: {{output_dir: {output_dir}, batch_size_eval: 2, num_workers: 0, device: cpu}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def environment() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    # one thread per process in every run, so floating-point reductions match between 1 and 2 processes
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def evaluate_command(config: Path, job: str, nproc: int, *extra: str) -> list[str]:
+    options = ["--cfg-path", str(config), "--options", f"run.job_id={job}", *extra]
+    if nproc == 1:
+        return [sys.executable, str(ROOT / "evaluate.py"), *options]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+            str(ROOT / "evaluate.py"), *options]
+
+
+def evaluate(config: Path, job: str, nproc: int = 1, *extra: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(evaluate_command(config, job, nproc, *extra), capture_output=True, text=True,
+                          timeout=DEADLINE_S, env=environment(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def split_outputs(job_dir: Path) -> dict[str, dict]:
+    """Per dataset: its predictions by id (asserting no id twice) and its metrics."""
+    outputs = {}
+    for metrics_file in sorted(job_dir.glob("*/*/metrics.json")):
+        lines = (metrics_file.parent / "predictions.jsonl").read_text().splitlines()
+        predictions = [json.loads(line) for line in lines]
+        ids = [p["id"] for p in predictions]
+        assert len(ids) == len(set(ids)), f"duplicated ids in {metrics_file.parent}"
+        assert not (metrics_file.parent / "parts").exists()
+        metrics = json.loads(metrics_file.read_text())
+        outputs[metrics_file.parent.parent.name] = {"predictions": {p["id"]: p for p in predictions},
+                                                    "metrics": metrics["metrics"], "num_scored": metrics["num_scored"]}
+    return outputs
+
+
+def assert_same_outputs(ours: dict, reference: dict) -> None:
+    assert sorted(ours) == sorted(reference)
+    for name in reference:
+        got, want = ours[name], reference[name]
+        assert sorted(got["predictions"], key=int) == sorted(want["predictions"], key=int) == [
+            str(i) for i in range(DATASETS[name])]
+        for record_id, expected in want["predictions"].items():
+            actual = got["predictions"][record_id]
+            for key in ("prompt", "gt", "output", "answer", "pred"):
+                assert actual.get(key) == expected.get(key), (name, record_id, key)
+            for key in ("scores", "probs"):
+                if key in expected:
+                    assert actual[key] == pytest.approx(expected[key], abs=1e-4), (name, record_id, key)
+        assert got["num_scored"] == want["num_scored"] == DATASETS[name]
+        assert got["metrics"] == pytest.approx(want["metrics"], abs=1e-6), name
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist_eval")
+    for name, count in DATASETS.items():
+        write_eval_fixture(root / "data", name, n=count)
+    config = write_config(root / "eval.yaml", root / "data", root / "out", DATASETS)
+    evaluate(config, "one_rank")
+    return {"root": root, "config": config, "reference": split_outputs(root / "out" / "one_rank")}
+
+
+def test_two_ranks_give_exactly_the_predictions_and_metrics_of_one(workspace):
+    done = evaluate(workspace["config"], "two_ranks", 2)
+    assert "9 to evaluate on 2 rank(s)" in done.stderr
+    job_dir = workspace["root"] / "out" / "two_ranks"
+    assert_same_outputs(split_outputs(job_dir), workspace["reference"])
+    table = (job_dir / "results.md").read_text()
+    assert all(f"| {name} |" in table for name in DATASETS)
+
+
+def test_a_run_killed_mid_write_resumes_on_two_ranks_to_the_uninterrupted_result(workspace, tmp_path):
+    """SIGKILL a one-process run once its first predictions are on disk, then cut the last line in half (a kill
+    mid-write); the re-run, on 2 ranks, redoes the partial record, never counts it, shares out only what is left,
+    and ends equal to the never-interrupted run."""
+    config = write_config(tmp_path / "eval.yaml", workspace["root"] / "data", tmp_path / "out", DATASETS)
+    part = tmp_path / "out" / "killed" / "gqa" / "testdev" / "parts" / "rank0.jsonl"
+    process = subprocess.Popen(evaluate_command(config, "killed", 1), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=environment(), cwd=ROOT)
+    deadline = time.monotonic() + DEADLINE_S
+    while not (part.is_file() and part.read_text().count("\n") >= 2):
+        assert process.poll() is None, "the evaluation ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    lines = part.read_text().splitlines(keepends=True)
+    assert 2 <= len(lines) < DATASETS["gqa"]
+    kept = len(lines) - 1
+    part.write_text("".join(lines[:kept]) + lines[kept][: len(lines[kept]) // 2])  # last line cut mid-write
+
+    done = evaluate(config, "killed", 2)
+    assert "dropping an incomplete last line" in done.stderr
+    assert f"9 records in scope, {kept} done before, {9 - kept} to evaluate on 2 rank(s)" in done.stderr
+    assert_same_outputs(split_outputs(tmp_path / "out" / "killed"), workspace["reference"])
