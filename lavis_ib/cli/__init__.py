@@ -12,8 +12,14 @@ import sys
 
 from lavis_ib.common.config import Config
 from lavis_ib.common.errors import EvalDataError
-from lavis_ib.common.registry import registry
+from lavis_ib.common.io import WeightMismatchError
+from lavis_ib.common.registry import UnknownNameError, registry
 from lavis_ib.common.schema import ConfigError
+from lavis_ib.datasets.records import RecordError
+
+USER_ERRORS = (ConfigError, FileNotFoundError, UnknownNameError, EvalDataError, RecordError, WeightMismatchError)
+"""What a bad config, bad data or a wrong weights file raises: reported as one line. Anything else is a bug and
+keeps its traceback."""
 
 USAGE_ERROR = 2
 
@@ -48,7 +54,6 @@ def run(mode: str, argv: list[str] | None = None):
     try:
         runner = load_runner(mode, argv)
         return getattr(runner, mode)()
-    except (ConfigError, FileNotFoundError, KeyError, EvalDataError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"{mode}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"{mode}: error: {error}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None

@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence, Union
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lavis_ib.common.paths import assets_root, configs_root
-from lavis_ib.common.registry import closest_match, registry
+from lavis_ib.common.registry import UnknownNameError, closest_match, registry
 from lavis_ib.common.run_schema import RunConfig
 from lavis_ib.common.schema import ConfigError, check_keys, check_node, from_dict
 
@@ -244,7 +244,7 @@ class Config:
                          for t in registry.get_model_class(a).model_types() if t not in model_cls.model_types()}
                 close = closest_match(str(model_type), other)
                 hint = f"; or did you mean {close!r} of arch {other[close]!r}?" if close else ""
-            raise KeyError(f"{where}: {message} (model.arch is {arch!r}){hint}") from None
+            raise UnknownNameError(f"{where}: {message} (model.arch is {arch!r}){hint}") from None
         return arch, model_type  # not reached: default_config_path raises for a type the arch lacks
 
     def _model_layer(self, project: DictConfig, user: DictConfig) -> DictConfig:

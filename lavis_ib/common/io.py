@@ -51,6 +51,13 @@ class HubUnavailableError(WeightNotFoundError):
     """A hub id is configured but the hub cannot be reached (or is disabled) and no cached copy exists."""
 
 
+class WeightMismatchError(KeyError):
+    """A weights file whose tensor names do not fit the model (missing trainable tensors, unknown keys)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class FileFormatError(ValueError):
     """A file exists but does not hold what it should; the message names the file, what it holds and what was expected."""
 

@@ -44,6 +44,13 @@ def unknown_name_message(kind: str, name: str, known) -> str:
     return text + (f"; did you mean {hint!r}?" if hint else "")
 
 
+class UnknownNameError(KeyError):
+    """A name (component, model type, split) that is not known; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry:
     """Name → object map for one kind of component, with strict registration and helpful misses."""
 
@@ -76,7 +83,7 @@ class Registry:
         try:
             return self.entries[name]
         except KeyError:
-            raise KeyError(unknown_name_message(self.kind, name, self.entries)) from None
+            raise UnknownNameError(unknown_name_message(self.kind, name, self.entries)) from None
 
     def list(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching a shell-style pattern."""
@@ -100,7 +107,7 @@ class _Registries:
 
     def __getitem__(self, kind: str) -> Registry:
         if kind not in self.kinds:
-            raise KeyError(unknown_name_message("registry kind", kind, self.kinds))
+            raise UnknownNameError(unknown_name_message("registry kind", kind, self.kinds))
         return self.kinds[kind]
 
     def __getattr__(self, attr: str):

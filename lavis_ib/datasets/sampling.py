@@ -21,7 +21,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from lavis_ib.common.registry import closest_match
+from lavis_ib.common.registry import UnknownNameError, closest_match
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def balanced_ratios(sizes: Mapping[str, int], multipliers: Mapping[str, float] |
         if name not in sizes:
             hint = closest_match(name, sizes)
             suggestion = f"; did you mean {hint!r}?" if hint else ""
-            raise KeyError(f"sample ratio given for {name!r}, which is not a training dataset{suggestion} "
+            raise UnknownNameError(f"sample ratio given for {name!r}, which is not a training dataset{suggestion} "
                            f"(datasets: {', '.join(sizes)})")
     weights = {}
     for name, size in sizes.items():

@@ -24,7 +24,7 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
 )
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from lavis_ib.common.io import looks_like_hub_id, resolve_file
+from lavis_ib.common.io import WeightMismatchError, looks_like_hub_id, resolve_file
 from lavis_ib.models.base import BaseModel
 from lavis_ib.models.checkpoint import LoadReport, load_state_dict_into, read_state_dict
 from lavis_ib.common.run_schema import Precision
@@ -296,7 +296,7 @@ class Blip2Base(BaseModel):
         adapted, dropped = adapt_vit_state_dict(read_state_dict(path), self.visual_encoder)
         missing = sorted(set(self.visual_encoder.state_dict()) - set(adapted))
         if missing:
-            raise KeyError(f"{path}: ViT weights lack {len(missing)} keys, e.g. {missing[:5]}")
+            raise WeightMismatchError(f"{path}: ViT weights lack {len(missing)} keys, e.g. {missing[:5]}")
         self.visual_encoder.load_state_dict(adapted)
         if dropped:
             log.info("%s: ignored %d ViT keys beyond this architecture (%s ...)", path, len(dropped), dropped[0])
@@ -319,7 +319,7 @@ class Blip2Base(BaseModel):
         lacking = {g: [k for k in keys if k in required] for g, keys in report.missing.items()}
         lacking = {g: keys for g, keys in lacking.items() if keys}
         if strict and (lacking or report.unexpected):
-            raise KeyError(f"{path}: checkpoint lacks trainable tensors or has unknown keys; "
+            raise WeightMismatchError(f"{path}: checkpoint lacks trainable tensors or has unknown keys; "
                            + report.describe(self.weight_sources()))
         log.info("%s: %s", path, report.describe(self.weight_sources()))
         return report

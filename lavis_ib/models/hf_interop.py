@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from lavis_ib.common.io import FileFormatError, atomic_write_path, read_json
+from lavis_ib.common.io import FileFormatError, WeightMismatchError, atomic_write_path, read_json
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.models.checkpoint import load_state_dict_into, read_state_dict
@@ -113,7 +113,7 @@ def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, tor
         model = model_cls(parsed, policy)
     report = load_state_dict_into(model, state)
     if report.missing or report.unexpected:
-        raise KeyError(f"{source}: " + report.describe({}))
+        raise WeightMismatchError(f"{source}: " + report.describe({}))
     return model
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from lavis_ib.common import dist
 from lavis_ib.common.config import Config
-from lavis_ib.common.registry import closest_match, registry
+from lavis_ib.common.registry import UnknownNameError, closest_match, registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import RecordDataset
@@ -102,6 +102,7 @@ class Evaluator:
                 self.output_root.mkdir(parents=True, exist_ok=True)
                 PredictionStore(self.output_root).write_json("config.json", self.cfg.to_dict())
                 log.info("evaluation job %s: outputs in %s", job, self.output_root)
+            self.check_protocols()
             model = self.build_model(info.device)
             summaries = []
             for name in self.names:
@@ -139,23 +140,39 @@ class Evaluator:
             splits += [s for s in self.run.valid_splits if s in configured and s not in splits]
         return splits
 
-    def plans(self, name: str, model) -> list[SplitPlan]:
-        """The splits of dataset `name` to evaluate, each checked and with its output folder opened."""
-        builder_cls = registry.get_builder_class(name)
+    def builder(self, name: str, vis_defaults: dict | None = None):
+        """The dataset builder of `name` from its merged config block (`vis_defaults`: the model's preprocessing)."""
         block = OmegaConf.to_container(self.cfg.datasets_cfg[name], resolve=True)
-        vis_defaults = model_vis_defaults(registry.get_model_class(self.cfg.model_cfg.arch)
-                                          .default_config(self.cfg.model_cfg.model_type).get("preprocess") or {})
-        vis_defaults["image_size"] = model.cfg.image_size
-        builder = builder_cls(block, source=f"datasets.{name}", vis_defaults=vis_defaults)
+        return registry.get_builder_class(name)(block, source=f"datasets.{name}", vis_defaults=vis_defaults)
+
+    def task_class(self, name: str, builder) -> type[EvalTask]:
+        """The task of dataset `name`'s `eval:` block; a missing block or unknown task names the dataset's key."""
         protocol = builder.config.eval
         if protocol is None or not protocol.task:
             raise ConfigError(f"datasets.{name}: no 'eval:' block with a task, so it cannot be evaluated (see "
-                              f"{builder_cls.default_config_path()})")
+                              f"{type(builder).default_config_path()})")
+        try:
+            return registry.get_task_class(protocol.task)
+        except UnknownNameError as error:
+            raise ConfigError(f"datasets.{name}.eval.task: {error}") from None
+
+    def check_protocols(self) -> None:
+        """Every selected dataset names a known task: checked before the model is built."""
+        for name in self.names:
+            self.task_class(name, self.builder(name))
+
+    def plans(self, name: str, model) -> list[SplitPlan]:
+        """The splits of dataset `name` to evaluate, each checked and with its output folder opened."""
+        vis_defaults = model_vis_defaults(registry.get_model_class(self.cfg.model_cfg.arch)
+                                          .default_config(self.cfg.model_cfg.model_type).get("preprocess") or {})
+        vis_defaults["image_size"] = model.cfg.image_size
+        builder = self.builder(name, vis_defaults)
+        task_cls = self.task_class(name, builder)
+        protocol = builder.config.eval
         if protocol.prompt is not None:
             builder.config.instruction.eval = protocol.prompt
         prompt_templates = templates.resolve_templates(builder.config.instruction.eval,
                                                        f"datasets.{name}.instruction.eval")
-        task_cls = registry.get_task_class(protocol.task)
         plans = []
         for split in self.splits_for(name, protocol, builder.splits):
             dataset = builder.build_split(split)

@@ -42,6 +42,7 @@ class EvalTask:
     CANDIDATES: ClassVar[tuple[str, ...]] = ()
     METRICS: ClassVar[tuple[str, ...]] = ()  # the metric names the task can report; the first is the default
     DEFAULT_DECODING: ClassVar[dict] = {}
+    SUBMISSIONS: ClassVar[tuple[str, ...]] = ()  # submission formats for splits without ground truth
 
     def __init__(self, protocol: EvalProtocol, dataset: str, split: str, answer_list: Sequence[str] | None = None,
                  source: str | None = None):
@@ -51,6 +52,8 @@ class EvalTask:
         self._check_choice("mode", protocol.mode, self.MODES)
         if protocol.mode == "rank":
             self._check_choice("candidates", protocol.candidates, self.CANDIDATES)
+        if protocol.submission is not None:
+            self._check_choice("submission", protocol.submission, self.SUBMISSIONS)
         self.metric_name = protocol.metric or self.METRICS[0]
         self._check_choice("metric", self.metric_name, self.METRICS)
         self.metric_fn = registry.get_metric_class(self.metric_name)

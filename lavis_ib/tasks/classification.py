@@ -52,7 +52,7 @@ class ClassificationTask(EvalTask):
         return record.get("label") is not None
 
     def ground_truth(self, batch: dict, i: int) -> int:
-        return batch["label"][i]
+        return batch["label"][i] if "label" in batch else None
 
     def class_words(self, batch: dict, i: int) -> list[list[str]]:
         """The texts that stand for each class: the verbalizers, else each choice itself."""

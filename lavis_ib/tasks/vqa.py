@@ -28,6 +28,7 @@ class VQATask(EvalTask):
     CANDIDATES = ("answer_list",)
     METRICS = ("vqa_accuracy", "aokvqa_accuracy", "exact_match", "ivqa_accuracy")
     DEFAULT_DECODING = SHORT_ANSWER_DECODING
+    SUBMISSIONS = ("vqa", "vizwiz")
 
     @property
     def uses_answer_lists(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from lavis_ib.common.paths import cache_root, configs_root, data_root, resolve_under
+from lavis_ib.common.registry import UnknownNameError
 from lavis_ib.common.schema import ConfigError, from_dict
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import ItemMaker, RecordDataset, ShardDataset
@@ -180,7 +181,7 @@ class DatasetBuilder:
         """Why `split` cannot be loaded (its records are absent: path and convert command), or None when it can."""
         if split not in self.config.build_info.annotations:
             known = ", ".join(self.splits)
-            raise KeyError(f"dataset {self.name!r} has no split {split!r}; configured splits: {known}")
+            raise UnknownNameError(f"dataset {self.name!r} has no split {split!r}; configured splits: {known}")
         location = self.storage(split)
         if is_shard_pattern(location):  # shards without a manifest are found here and refused by build_split
             found = manifest_path(shard_prefix(location)).is_file() or any(location.parent.glob(location.name))
