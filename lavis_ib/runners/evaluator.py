@@ -10,6 +10,7 @@ the paper's Table 1. Outputs go to `<run.output_dir>/<job_id>/<dataset>/<split>/
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,8 +296,14 @@ class Evaluator:
         return summary
 
     def write_results(self, summaries: list[dict]) -> list[ResultRow]:
-        """`results.json` and `results.md` in the job folder, and the table on stdout."""
+        """`results.json` and `results.md` in the job folder — this run's splits, then those earlier runs of the same
+        job id evaluated with the same model — and the table on stdout."""
         model = self.cfg.model_cfg
+        current = {(s["dataset"], s["split"]) for s in summaries}
+        earlier = [json.loads(path.read_text(encoding="utf-8"))
+                   for path in sorted(self.output_root.glob("*/*/metrics.json"))]
+        summaries = summaries + [s for s in earlier if (s["dataset"], s["split"]) not in current
+                                 and s.get("model") == self.model_identity()]
         rows = [result_row(summary, model.arch, model.model_type) for summary in summaries]
         title = f"Zero-shot results: {model.arch} / {model.model_type} (job {self.output_root.name})"
         table = render_markdown(rows, title)

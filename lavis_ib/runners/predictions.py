@@ -105,16 +105,20 @@ class PredictionStore:
             temporary.write_text(json.dumps(protocol, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     def load(self, repair: bool = True) -> dict[str, dict]:
-        """Every prediction already made, by id (complete file first, then parts); conflicting duplicates raise."""
+        """Every prediction already made, by id (complete file first, then parts); a prediction replaces a
+        `skipped` entry of the same record (a retry), other conflicting duplicates raise."""
         sources = [self.directory / PREDICTIONS] if (self.directory / PREDICTIONS).is_file() else []
         sources += sorted(self.parts.glob("rank*.jsonl")) if self.parts.is_dir() else []
         done: dict[str, dict] = {}
         for source in sources:
             for record in read_lines(source, repair):
                 previous = done.setdefault(record["id"], record)
-                if previous != record:
+                if previous == record or "skipped" in record:
+                    continue  # a record unreadable in a later pass keeps the prediction made when it was readable
+                if "skipped" not in previous:
                     raise ValueError(f"{source}: record id {record['id']!r} was predicted twice with different "
                                      f"results; delete {self.directory} and evaluate again")
+                done[record["id"]] = record  # a retry of a record that was unreadable before
         return done
 
     def append(self, rank: int, records: Iterable[dict]) -> None:

@@ -74,7 +74,7 @@ def result_row(metrics_file: dict, arch: str, model_type: str) -> ResultRow:
     comparable = column is not None and column["metric"] == metrics_file["report"]
     return ResultRow(
         dataset=dataset, split=split, metric=metrics_file["report"], ours=metrics_file.get("agg_metrics"),
-        paper=paper if comparable else None, paper_split=column["split"] if comparable else None,
+        paper=paper if comparable else None, paper_split=column["split"] if comparable and paper is not None else None,
         protocol=describe_protocol(metrics_file["protocol"]), num_scored=metrics_file["num_scored"],
         num_skipped=metrics_file["num_skipped"],
     )

@@ -73,7 +73,7 @@ class ClassificationTask(EvalTask):
         else:
             class_scores = scores
         probs = class_scores.softmax(0)
-        return {**record, "scores": [round(float(s), 5) for s in scores], "probs": [float(p) for p in probs],
+        return {**record, "scores": [float(s) for s in scores], "probs": [float(p) for p in probs],
                 "pred": int(torch.argmax(class_scores))}
 
     def compute_metrics(self, predictions: list[dict]) -> dict:
