@@ -197,32 +197,29 @@ def textcaps(i: int, split: str, **_) -> dict:
 # ----------------------------------------------------------------------------------------------------- VQA style
 
 
-def vqav2(i: int, split: str, **_) -> dict:
-    question, answers, answer_type, question_type = vqa_pattern(i)
-    image_id = 262148 + 37 * i
+def coco_vqa_record(i: int, split: str, image_id: int, question_id: int, question_type: str | None = None) -> dict:
+    """A VQAv2 / OK-VQA record (same converter): COCO-2014 image, 10 answers, the most common as target."""
+    question, answers, answer_type, pattern_type = vqa_pattern(i)
     return {
         "image": coco_2014_image(split, image_id),
         "text_input": question,
         "text_output": most_common(answers),  # VQAv2's multiple_choice_answer
-        "question_id": image_id * 1000,
+        "question_id": question_id,
         "image_id": image_id,
         "answers": list(answers),
-        "meta": {"question_type": question_type, "answer_type": answer_type},
+        "meta": {"question_type": question_type or pattern_type,
+                 "answer_type": answer_type if question_type is None else "other"},
     }
+
+
+def vqav2(i: int, split: str, **_) -> dict:
+    image_id = 262148 + 37 * i
+    return coco_vqa_record(i, split, image_id, image_id * 1000)
 
 
 def okvqa(i: int, split: str, **_) -> dict:
-    question, answers, _, _ = vqa_pattern(i)
     image_id = 297147 + 41 * i
-    return {
-        "image": coco_2014_image(split, image_id),
-        "text_input": question,
-        "text_output": most_common(answers),
-        "question_id": image_id * 10 + 5,
-        "image_id": image_id,
-        "answers": list(answers),
-        "meta": {"question_type": ("one", "two", "three", "four", "five")[i % 5], "answer_type": "other"},
-    }
+    return coco_vqa_record(i, split, image_id, image_id * 10 + 5, ("one", "two", "three", "four", "five")[i % 5])
 
 
 # (question, 10 direct answers, 4 choices, correct choice index, rationale)
