@@ -2,7 +2,8 @@
 
 Same random weights, same pixel values and prompts, one process. A random HF InstructBLIP (Vicuna/LLaMA) is built
 in memory; ours is built from its config and state dict in memory with `hf_interop.model_from_hf` (what
-`hf_interop.load_hf_directory` does, minus the disk round trip).
+`hf_interop.load_hf_directory` does, minus the disk round trip). Cases: typical prompts and VisDial-length ones
+(~300 tokens), greedy and beam search; the table gives the speed-up HF/ours and whether the token ids are equal.
 
     .venv/bin/python bench/generate.py                       # --size cpu --device cpu
     .venv/bin/python bench/generate.py --size 7b --device cuda
@@ -43,6 +44,26 @@ PROMPTS = [
     "How many objects can you count in the image, and what are they made of?",
     "Why?",
     "What is the person on the right holding in their hand?",
+]
+# VisDial-length prompts (the `DIALOG` template of `datasets/templates.py`): a caption and ten earlier turns, about 300
+# tokens with the tiny LLaMA tokenizer (283-306 across the 8, so a batch carries left padding).
+DIALOG_TURNS = [
+    ("is the photo in color", "yes it is a color photo"), ("how many people are there", "i can see two people"),
+    ("are they men or women", "one man and one woman, both adults"), ("what are they wearing", "dark jackets and jeans"),
+    ("is it sunny outside", "no, it looks cloudy and a bit cold"), ("are there any animals", "a small brown dog"),
+    ("what is the dog doing", "sitting on the ground next to the woman"), ("can you see buildings", "a few houses"),
+    ("is there any text visible", "no, i can't see any writing"), ("are they smiling", "the woman is, the man is not"),
+    ("is there a car", "yes, a red car parked on the street"), ("what time of day is it", "probably the afternoon"),
+]
+DIALOG_CAPTIONS = ["two people standing on a wet sidewalk next to a small brown dog on a long red leash",
+                   "a man and a woman walk their dog down a quiet street lined with old brick houses"]
+DIALOG_QUESTIONS = ["what colour is the dog", "is the leash long", "does the man have a hat", "are there trees",
+                    "is the street wet", "is the woman holding anything", "how old is the dog", "are they talking"]
+VISDIAL_PROMPTS = [
+    "Dialog history: " + " ".join([DIALOG_CAPTIONS[i % 2] + "."] + [
+        f"Question: {q} Answer: {a}." for q, a in (DIALOG_TURNS[(i + k) % len(DIALOG_TURNS)] for k in range(10))
+    ]) + f"\n Question: {DIALOG_QUESTIONS[i]} Short answer:"
+    for i in range(8)
 ]
 SIZES = {
     "cpu": dict(
@@ -153,8 +174,11 @@ def run_hf(hf_model, ours, inputs, num_beams):
     return ours.clean_output_ids(out)  # our Vicuna output fix (id 0 -> EOS), applied to both sides
 
 
-def hf_batch(processor, images, prompts, device, dtype):
+def hf_batch(processor, ours, images, prompts, device, dtype):
+    """HF inputs from its processor, except the Q-Former text: ours (LAVIS: left-truncated at `max_txt_len`, 128),
+    so long prompts give both models the same instruction tokens; equal to the processor's for short prompts."""
     inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
+    inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = ours.qformer_inputs(prompts)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
     return inputs
@@ -169,7 +193,7 @@ def timed(fn, device):
 
 
 def bench_case(name, ours, hf_model, processor, images, prompts, num_beams, reps, device, dtype):
-    inputs = hf_batch(processor, images, prompts, device, dtype)
+    inputs = hf_batch(processor, ours, images, prompts, device, dtype)
     pixel_values = inputs["pixel_values"].float()  # ours takes fp32 pixels (autocast on CUDA)
     ours_fn = lambda: run_ours(ours, pixel_values, prompts, num_beams)  # noqa: E731
     hf_fn = lambda: run_hf(hf_model, ours, inputs, num_beams)  # noqa: E731
@@ -184,7 +208,7 @@ def bench_case(name, ours, hf_model, processor, images, prompts, num_beams, reps
     equal = ours_out.shape == hf_out.shape and torch.equal(ours_out.cpu(), hf_out.cpu())
     if not equal and len(prompts) > 1:
         # HF batched may differ from HF per-sample (padding changes the numerics): compare against single runs.
-        singles = [run_hf(hf_model, ours, hf_batch(processor, [img], [p], device, dtype), num_beams)[0]
+        singles = [run_hf(hf_model, ours, hf_batch(processor, ours, [img], [p], device, dtype), num_beams)[0]
                    for img, p in zip(images, prompts)]
         rows = [ours_out[i][: len(s)].cpu().tolist() == s.cpu().tolist() for i, s in enumerate(singles)]
         hf_rows = [hf_out[i][: len(s)].cpu().tolist() == s.cpu().tolist() for i, s in enumerate(singles)]
@@ -203,7 +227,8 @@ def main():
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
-    parser.add_argument("--cases", default="b1-greedy,b1-beam5,b8-greedy,b8-beam5")
+    parser.add_argument("--cases", default="b1-greedy,b1-beam5,b8-greedy,b8-beam5,b1-beam5-visdial,b8-beam5-visdial",
+                        help="batch-mode[-visdial]: mode greedy or beamN; -visdial uses the ~300-token prompts")
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -219,12 +244,15 @@ def main():
     all_images = make_images(len(PROMPTS), image_size)
     results = []
     for case in args.cases.split(","):
-        batch, mode = case.split("-")
+        batch, mode, *kind = case.split("-")
         n = int(batch[1:])
         beams = 1 if mode == "greedy" else int(mode.removeprefix("beam"))
+        prompts = (VISDIAL_PROMPTS if kind == ["visdial"] else PROMPTS)[:n]
+        lengths = ours.text.prompts(prompts)["attention_mask"].sum(dim=1)
+        name = (f"batch {n}, {'greedy' if beams == 1 else f'beam {beams}'}, prompts "
+                f"{lengths.min().item()}-{lengths.max().item()} tok" + (" (VisDial)" if kind else ""))
         start = time.perf_counter()
-        r = bench_case(f"batch {n}, {'greedy' if beams == 1 else f'beam {beams}'}", ours, hf_model, processor,
-                       all_images[:n], PROMPTS[:n], beams, args.reps, args.device, dtype)
+        r = bench_case(name, ours, hf_model, processor, all_images[:n], prompts, beams, args.reps, args.device, dtype)
         results.append(r)
         print(f"  {r['case']}: ours {r['ours']:.3f}s HF {r['hf']:.3f}s equal={r['equal']}{r['note']} "
               f"({time.perf_counter() - start:.1f}s)", flush=True)
@@ -232,10 +260,10 @@ def main():
     threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
     print(f"\n{args.size} model on {args.device}{threads}; {NEW_TOKENS} new tokens (min = max), median of "
           f"{args.reps}; torch {torch.__version__}, {platform.machine()}\n")
-    print("| case | ours s | HF s | ratio ours/HF | (min: ours / HF s) | outputs equal |")
+    print("| case | ours s | HF s | speed-up HF/ours | (min: ours / HF s) | outputs equal |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['case']} | {r['ours']:.3f} | {r['hf']:.3f} | {r['ours'] / r['hf']:.2f} | "
+        print(f"| {r['case']} | {r['ours']:.3f} | {r['hf']:.3f} | {r['hf'] / r['ours']:.2f} | "
               f"{r['ours_min']:.3f} / {r['hf_min']:.3f} | "
               f"{'yes' if r['equal'] else 'no'}{r['note']} |")
 

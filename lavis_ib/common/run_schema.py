@@ -37,6 +37,7 @@ class RunConfig:
     num_workers: int = 4
     train_dataset_ratios: Optional[dict] = None
     use_dist_eval_sampler: bool = True
+    feature_cache_size: int = 2048  # evaluation: frozen-ViT outputs kept per run, in images/frames (0: off)
     # optimisation
     lr_sched: str = "linear_warmup_cosine_lr"
     init_lr: float = 1e-5
@@ -64,6 +65,6 @@ class RunConfig:
         for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "world_size", "log_freq"):
             if getattr(self, key) < 1:
                 raise ValueError(f"run.{key} must be ≥ 1, got {getattr(self, key)}")
-        for key in ("num_workers", "warmup_steps", "seed"):
+        for key in ("num_workers", "warmup_steps", "seed", "feature_cache_size"):
             if getattr(self, key) < 0:
                 raise ValueError(f"run.{key} must be ≥ 0, got {getattr(self, key)}")

@@ -6,6 +6,7 @@ Encoder input `[Q | instruction]` (left truncation), decoder targets right-trunc
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -17,7 +18,7 @@ from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
 from lavis_ib.common.run_schema import Precision
 from lavis_ib.models.blip2 import Blip2Base, Blip2Config
-from lavis_ib.models.decoder_only import gather_label_logprobs
+from lavis_ib.models.candidate_scoring import chunk_token_budget, plan_chunks, token_logprobs
 from lavis_ib.models.llm import build_language_model
 from lavis_ib.models.text_batching import IGNORE, T5TextBatcher
 from lavis_ib.models.tokenizers import load_t5_tokenizer
@@ -102,13 +103,41 @@ class Blip2T5Instruct(Blip2Base):
         """Decoded without stripping, as LAVIS's T5 model returns its text."""
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
-    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
-        """Sum of decoder log-probs of each candidate (with `</s>`, as LAVIS's T5 ranking) and its token count;
-        the encoder runs once per sample and its states are shared by all candidates."""
+    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str],
+                                 n_segments: int = 1):
+        """Sum of decoder log-probs of each candidate (with `</s>`, as LAVIS's T5 ranking) and its token count.
+
+        The encoder and the decoder's start position run once per sample; the candidates then run on copies of that
+        cache (cross-attention keys included), shortest first, in batches sized by `chunk_token_budget`.
+        """
         embeds, mask = self.encoder_inputs(visual, [prompt])
+        labels = self.target_labels(candidates, None)
+        lengths = (labels != IGNORE).sum(dim=1)
+        start = torch.full((1, 1), self.llm.config.decoder_start_token_id, device=self.device)
         with self.llm_compute():
             hidden = self.llm.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        labels = self.target_labels(candidates, None)
-        count = len(candidates)
-        logprobs = self.decoder_logprobs(None, mask.expand(count, -1), labels, hidden.expand(count, -1, -1))
-        return gather_label_logprobs(logprobs, labels)
+            prefix = self.llm(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=start, use_cache=True)
+        order = sorted(range(len(candidates)), key=lambda i: int(lengths[i]))
+        budget = chunk_token_budget(self.llm.config.vocab_size)
+        sums = torch.zeros(len(candidates), device=self.device)
+        for chunk in plan_chunks(order, [int(lengths[i]) for i in order], budget, n_segments, padded=True):
+            sums[chunk] = self.decoder_chunk_sums(prefix, hidden, mask, labels[chunk, : int(lengths[chunk].max())])
+        return sums, lengths
+
+    def decoder_chunk_sums(self, prefix, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor):
+        """Summed log-probs of a batch of label rows, decoded after the start position held in `prefix`'s cache."""
+        count = labels.shape[0]
+        logits = prefix.logits.float().expand(count, -1, -1)  # the start position predicts every first token
+        if labels.shape[1] > 1:
+            cache = copy.deepcopy(prefix.past_key_values)
+            cache.batch_repeat_interleave(count)
+            inputs = self.llm._shift_right(labels)[:, 1:]  # each row's tokens but its last, pads for IGNORE
+            decoder_mask = torch.cat([labels.new_ones(count, 1), (labels[:, :-1] != IGNORE).long()], dim=1)
+            with self.llm_compute():
+                rest = self.llm(encoder_outputs=(hidden.expand(count, -1, -1),), attention_mask=mask.expand(count, -1),
+                                decoder_input_ids=inputs, decoder_attention_mask=decoder_mask, past_key_values=cache,
+                                use_cache=True).logits
+            logits = torch.cat([logits, rest.float()], dim=1)
+        valid = labels != IGNORE
+        picked = token_logprobs(logits.flatten(0, 1), valid.flatten().nonzero().squeeze(1), labels[valid])
+        return torch.zeros(count, device=self.device).index_add_(0, valid.nonzero()[:, 0], picked)

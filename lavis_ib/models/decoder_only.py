@@ -4,7 +4,8 @@ Layouts (`Q` = visual tokens from the Q-Former):
 - training: `[Q | instruction (BOS first) | target + EOS | pads]`, loss on target + EOS only (LAVIS §2.4);
 - generation: `[pads | Q | prompt]` with left padding, so every sample's tokens keep their relative positions and a
   batched answer equals the single-sample one;
-- scoring: `[Q | prompt | candidate | pads]`, log-probabilities summed over the candidate's tokens.
+- scoring: `[Q | prompt]` once, then each candidate scored as if it followed alone (`[Q | prompt | candidate]`),
+  log-probabilities summed over the candidate's tokens (`candidate_scoring` packs the candidates).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, DynamicCache
 
 from lavis_ib.models.blip2 import Blip2Base
+from lavis_ib.models.generation_cache import expand_prefix_cache
+from lavis_ib.models.candidate_scoring import PackedCandidates, chunk_token_budget, trie_chunks
 from lavis_ib.models.llm import build_language_model, grow_vocab
 from lavis_ib.models.prompts import instructions_for
-from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher, pad_rows
+from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher
 
 
 class DecoderOnlyBlip2(Blip2Base):
@@ -95,29 +98,66 @@ class DecoderOnlyBlip2(Blip2Base):
         return ids
 
     def generate_ids_from(self, visual: torch.Tensor, prompt_tokens: dict, gen_kwargs: dict) -> torch.Tensor:
+        """New token ids for `[pads | Q | prompt]`, the prefix run once per sample (not once per beam or caption).
+
+        `generate` expands its inputs ×max(beams, captions) before its prefill; here the prefix minus its last
+        position runs at batch B and its KV cache is repeated to that size (in a preallocated buffer whose shared
+        prefix beam search never reorders, `generation_cache`), so `generate`'s prefill only runs the last position
+        (whose logits pick the first token), then decodes as before. The inputs and every generation argument are
+        unchanged, so the length, penalty and stopping rules are too.
+        """
         embeds, mask = self.generation_inputs(visual, prompt_tokens)
+        copies = max(gen_kwargs.get("num_beams", 1), gen_kwargs.get("num_return_sequences", 1))
         with self.llm_compute():
+            cache = self.prefix_cache(embeds, mask, copies, embeds.shape[1] + gen_kwargs.get("max_new_tokens", 0))
             out = self.llm.generate(
-                inputs_embeds=embeds, attention_mask=mask, eos_token_id=self.eos_token_id,
+                inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, eos_token_id=self.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id, **gen_kwargs,
             )
         return self.clean_output_ids(out)
 
+    @torch.no_grad()
+    def prefix_cache(self, embeds: torch.Tensor, mask: torch.Tensor, copies: int, capacity: int) -> DynamicCache:
+        """KV cache of `embeds[:, :-1]`, computed at batch B with the positions and mask `generate` would use, then
+        repeated `copies` times per sample, with room for `capacity` positions (`generation_cache`)."""
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as `generate` derives them
+        cache = DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+        prefix_mask = None if (mask == 1).all() else mask[:, :-1]  # `generate` drops an all-ones mask too
+        self.llm(inputs_embeds=embeds[:, :-1], attention_mask=prefix_mask, position_ids=positions[:, :-1],
+                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return expand_prefix_cache(cache, copies, capacity)
+
     # ----- scoring ---------------------------------------------------------------------------------------------
-    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str]):
-        """Sum of log p(candidate tokens | Q, prompt) and token counts; candidates are tokenised alone, BOS dropped."""
+    def candidate_log_likelihood(self, visual: torch.Tensor, prompt: str, candidates: Sequence[str],
+                                 n_segments: int = 1):
+        """Sum of log p(candidate tokens | Q, prompt) and token counts; candidates are tokenised alone, BOS dropped.
+
+        `[Q | prompt]` runs once; the candidates then run on its KV cache as prefix trees packed into one row per
+        chunk (`candidate_scoring`), so the numbers are those of scoring each `[Q | prompt | candidate]` alone.
+        """
         prompt_ids = self.text.ids([prompt], "left", None)[0]
         answers = [ids[1:] for ids in self.text.ids(candidates, "right", None)]
-        tokens = pad_rows([prompt_ids + a for a in answers], [[IGNORE] * len(prompt_ids) + a for a in answers],
-                          self.tokenizer.pad_token_id)
-        ids, labels, mask = (tokens[k].to(self.device) for k in ("input_ids", "labels", "attention_mask"))
-        embeds, full_mask = self.with_visual_prefix(visual.expand(len(answers), -1, -1), ids, mask)
-        logprobs = self.run_llm(embeds, full_mask)[:, visual.shape[1] - 1 : -1].log_softmax(-1)
-        return gather_label_logprobs(logprobs, labels)
+        embeds, _ = self.with_visual_prefix(visual, torch.tensor([prompt_ids], device=self.device),
+                                            torch.ones(1, len(prompt_ids), dtype=torch.long, device=self.device))
+        with self.llm_compute():
+            prefix = self.llm(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
+        sums = torch.zeros(len(answers), device=self.device)
+        counts = torch.zeros(len(answers), dtype=torch.long, device=self.device)
+        budget = chunk_token_budget(self.llm.config.get_text_config().vocab_size)
+        for chunk in trie_chunks(answers, budget, n_segments):
+            packed = PackedCandidates.build(answers, chunk)
+            node_logits = self.packed_logits(packed, prefix.past_key_values, embeds.shape[1])
+            sums[chunk], counts[chunk] = packed.log_likelihoods(prefix.logits[0, -1], node_logits, len(chunk))
+        return sums, counts
 
-
-def gather_label_logprobs(logprobs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: sum of `logprobs[t, labels[t]]` over supervised positions, and how many there are."""
-    supervised = labels != IGNORE
-    picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * supervised).sum(dim=1), supervised.sum(dim=1)
+    def packed_logits(self, packed: PackedCandidates, cache: DynamicCache, prefix_length: int) -> torch.Tensor:
+        """`[N, V]` logits of a packed chunk's nodes on the prefix's cache, which is cropped back afterwards."""
+        if packed.num_nodes == 0:
+            return torch.empty(0, self.llm.config.get_text_config().vocab_size, device=self.device)
+        embeds = self.embed_tokens(packed.tokens[None].to(self.device))
+        mask = packed.attention_mask(prefix_length).to(self.device)
+        with self.llm_compute():
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True, past_key_values=cache,
+                              position_ids=packed.position_ids(prefix_length).to(self.device)).logits
+        cache.crop(-packed.num_nodes)
+        return logits[0]

@@ -120,8 +120,10 @@ class Evaluator:
         model_cfg = OmegaConf.to_container(self.cfg.model_cfg, resolve=True)
         arch, model_type = model_cfg.pop("arch"), model_cfg.pop("model_type")
         checkpoint = model_cfg.pop("checkpoint", None)
-        return load_model(arch, model_type, is_eval=True, device=str(device), checkpoint=checkpoint,
-                          precision=self.run.precision, options=model_cfg)
+        model = load_model(arch, model_type, is_eval=True, device=str(device), checkpoint=checkpoint,
+                           precision=self.run.precision, options=model_cfg)
+        model.enable_feature_cache(self.run.feature_cache_size)  # repeated images skip the frozen ViT
+        return model
 
     def model_identity(self) -> dict:
         identity = {key: self.cfg.model_cfg.get(key) for key in MODEL_IDENTITY
@@ -244,6 +246,9 @@ class Evaluator:
         loader = DataLoader(Subset(plan.dataset, mine), batch_size=self.run.batch_size_eval,
                             num_workers=self.run.num_workers, collate_fn=model.collator(plan.task.collate_mode))
         label = f"{plan.dataset_name}/{plan.split}"
+        cache = getattr(model, "feature_cache", None)
+        if cache is not None:
+            cache.reset_counts()
         if self.info.is_main:
             log.info("%s: %d records in scope, %d done before, %d to evaluate on %d rank(s)", label,
                      len(plan.indices), len(plan.indices) - len(remaining), len(remaining), self.info.world_size)
@@ -257,6 +262,8 @@ class Evaluator:
                 plan.store.append(self.info.rank, rows)
                 new += rows
                 bar.update(len(rows))
+        if cache is not None:
+            log.info("%s: feature cache (rank %d): %s", label, self.info.rank, cache)
         gathered = dist.gather_by_id(new, key="id", dst=0)
         if not self.info.is_main:
             return {}

@@ -152,6 +152,7 @@ class DatasetBuilder:
             strict=cfg.strict,
             seed=cfg.seed,
             max_consecutive_skips=cfg.max_consecutive_skips,
+            media_keys=mode == "eval",
         )
 
     def answer_list(self) -> list[str] | None:

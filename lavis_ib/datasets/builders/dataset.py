@@ -1,7 +1,8 @@
 """Datasets over converted records: media loaded and processed, instructions rendered, and an aligned collater.
 
 An item is `{"image": tensor [3,H,W] (or [3,T,H,W] for video), "text_input": instruction, "text_output": target,
-"instance_id", "dataset"}` plus every evaluation field the record has (`question_id`, `answers`, `choices`, ...).
+"instance_id", "dataset"}` plus every evaluation field the record has (`question_id`, `answers`, `choices`, ...)
+and, under a deterministic (evaluation) visual processor, `media_key`: the identity of its pixels (`ItemMaker`).
 Every random draw of an item (template, answer, crop, flip, RandomAugment) is a pure function of (seed, epoch,
 index), so DataLoader workers, ranks and resumed runs see identical items. In training, a record whose media
 cannot be read is replaced by a readable record of the same dataset (found by a seeded probe), so batches keep their
@@ -14,6 +15,7 @@ record is an error at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections import Counter
@@ -158,6 +160,14 @@ class ItemMaker:
     seed: int = 0
     epoch: int = 0
     max_consecutive_skips: int = MAX_CONSECUTIVE_SKIPS
+    media_keys: bool = True  # False under random (training) processors: the pixels also depend on the draw
+
+    def media_key(self, record: dict) -> str:
+        """The identity of the item's pixels: dataset, media path(s) under the media root, clip bounds and the visual
+        processor's settings. Questions on one image share it, anything that changes the pixels changes it; the
+        models' frozen-ViT feature cache is keyed by it."""
+        media = [record["image"], record.get("start"), record.get("end")]
+        return json.dumps([self.name, *media, processor_identity(self.vis_processor)], ensure_ascii=False)
 
     def media(self, record: dict) -> Any:
         """The processor input: a PIL image, a video path, a `{path, start, end}` clip, or a list of frame paths."""
@@ -201,7 +211,16 @@ class ItemMaker:
         item.update({key: record[key] for key in PASSTHROUGH if key in record})
         item["instance_id"] = str(index)
         item["dataset"] = self.name
+        if self.media_keys:
+            item["media_key"] = self.media_key(record)
         return item
+
+
+def processor_identity(processor: Callable) -> str:
+    """A visual processor's class and settings: its repr, plus its normalisation where the repr omits it (video)."""
+    identity = f"{type(processor).__module__}.{type(processor).__qualname__}: {processor!r}"
+    normalize = getattr(processor, "normalize", None)
+    return identity + (f" {normalize!r}" if normalize is not None else "")
 
 
 class SkipRun:
