@@ -21,6 +21,7 @@ setup(
         "safetensors",
         "pillow",
         "tqdm",
+        "tensorboard",  # training logs (torch.utils.tensorboard writes the event files)
         "av",
         "webdataset",
         "pycocoevalcap",

@@ -22,6 +22,7 @@ USER_ERRORS = (ConfigError, FileNotFoundError, UnknownNameError, EvalDataError, 
 keeps its traceback."""
 
 USAGE_ERROR = 2
+RUN_FAILED = 1
 
 
 def parse_args(mode: str, argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,3 +58,10 @@ def run(mode: str, argv: list[str] | None = None):
     except USER_ERRORS as error:
         print(f"{mode}: error: {error}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
+    except RuntimeError as error:
+        from lavis_ib.runners import TrainingDiverged  # a diverged run is reported, not a traceback
+
+        if not isinstance(error, TrainingDiverged):
+            raise
+        print(f"{mode}: error: {error}", file=sys.stderr)
+        raise SystemExit(RUN_FAILED) from None

@@ -27,6 +27,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "metric": ("lavis_ib.metrics",),
     "task": ("lavis_ib.tasks",),
     "runner": ("lavis_ib.runners",),
+    "lr_scheduler": ("lavis_ib.runners.optim",),
 }
 
 

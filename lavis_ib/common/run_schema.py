@@ -51,20 +51,33 @@ class RunConfig:
     amp: bool = False
     precision: Optional[Precision] = None  # None: bf16 on CUDA, fp32 on CPU (the runner decides)
     accum_grad_iters: int = 1
-    # schedule and bookkeeping
-    max_epoch: Optional[int] = None
+    # training (runner_iter counts optimizer steps; see docs/training.md)
+    beta1: float = 0.9
+    grad_clip: Optional[float] = None  # max global grad norm of the trainable parameters; None or 0: no clipping
+    decay_steps: Optional[int] = None  # linear_warmup_step_lr: steps between decays (None: the scheduler's default)
+    fsdp: bool = False  # shard the model (frozen LLM included) with torch's FSDP2 instead of DDP
+    # schedule and bookkeeping (in optimizer steps for runner_iter)
+    max_epoch: Optional[int] = None  # LAVIS runner_base only; runner_iter rejects it (use max_iters)
     max_iters: Optional[Union[int, float]] = None  # LAVIS casts e.g. 2e4 with int(float(...))
-    iters_per_inner_epoch: Optional[Union[int, float]] = None
+    iters_per_inner_epoch: Optional[Union[int, float]] = None  # LAVIS runner_iter only; ours rejects it
     log_freq: int = 50
-    save_freq: int = 5
-    val_freq: int = 1
+    save_freq: int = 1000  # steps between checkpoints (0: only the last one, and on SIGTERM/SIGUSR1)
+    val_freq: Optional[int] = None  # steps between validations on valid_splits (None: only after the last step)
+    val_limit: Optional[int] = None  # validate on the first N records of each valid split (None: all)
+    best_metric: Optional[str] = None  # "<dataset>/<split>" whose agg_metrics picks the best checkpoint; None: mean
+    keep_last: int = 3  # step checkpoints kept (0: all); the best one is never deleted
     save_last: bool = True
-    resume_ckpt_path: Optional[str] = None
+    resume: Optional[Literal["auto"]] = None  # "auto": continue from <job>/checkpoints/latest when it exists
+    resume_ckpt_path: Optional[str] = None  # a checkpoint directory (step_<N>) of this runner to continue from
+    tensorboard: bool = True  # TensorBoard event files in <job>/tensorboard (rank 0)
 
     def __post_init__(self):
         for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "world_size", "log_freq"):
             if getattr(self, key) < 1:
                 raise ValueError(f"run.{key} must be ≥ 1, got {getattr(self, key)}")
-        for key in ("num_workers", "warmup_steps", "seed", "feature_cache_size"):
+        for key in ("num_workers", "warmup_steps", "seed", "feature_cache_size", "save_freq", "keep_last"):
             if getattr(self, key) < 0:
                 raise ValueError(f"run.{key} must be ≥ 0, got {getattr(self, key)}")
+        for key in ("val_freq", "val_limit", "decay_steps"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"run.{key} must be ≥ 1 (or unset), got {getattr(self, key)}")

@@ -34,7 +34,7 @@ from lavis_ib.models.qformer import QFormer, QFormerConfig
 from lavis_ib.models.collator import ModelCollator
 from lavis_ib.models.feature_cache import FeatureCache, frame_keys
 from lavis_ib.models.inputs import check_candidates, check_generate_args, check_image, check_texts
-from lavis_ib.models.text_batching import TextBatcher
+from lavis_ib.models.text_batching import IGNORE, TextBatcher
 from lavis_ib.models.tokenizers import load_qformer_tokenizer
 from lavis_ib.models.trainable import is_no_decay, optimizer_param_groups, trainable_parameters
 from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_dict, build_eva_vit
@@ -120,6 +120,7 @@ class Blip2Base(BaseModel):
     )
     LAVIS_MAX_LENGTH_OFFSET = 1  # LAVIS's max_length counts a BOS placeholder (decoder-only LLMs)
     ANSWER_LENGTH_PENALTY = 0.0
+    LABEL_SHIFT = 0  # label positions the loss skips at the start (decoder-only LLMs predict position t + 1)
     feature_cache: Optional[FeatureCache] = None  # frozen-ViT outputs by image identity (`enable_feature_cache`)
 
     def __init__(self, cfg: Blip2Config, precision: PrecisionPolicy | None = None):
@@ -252,6 +253,12 @@ class Blip2Base(BaseModel):
                 features = self.feature_cache.encode(keys, image, self.visual_encoder.forward_features)
         with full_precision(self.device):
             return self.ln_vision(features)
+
+    def supervised_tokens(self, samples: dict) -> int:
+        """How many target tokens `forward(samples)`'s mean loss is over (collated `train_tokens`): the runner weights
+        micro-batches by it so gradient accumulation equals a larger batch."""
+        labels = samples["train_tokens"]["labels"][:, self.LABEL_SHIFT:]
+        return int((labels != IGNORE).sum())
 
     def collator(self, mode: str = "train") -> ModelCollator:
         """A DataLoader `collate_fn` that tokenizes dataset batches for `mode` ("train", "generate", "score") in the

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+import transformers
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from lavis_ib.models.blip2 import Blip2Base
@@ -28,6 +29,7 @@ class DecoderOnlyBlip2(Blip2Base):
     """Shared logic of the causal-LM architectures; subclasses pick tokenizer conventions and EOS."""
 
     TARGET_SUFFIX = "</s>"  # appended to every training target
+    LABEL_SHIFT = 1  # position t's logits predict token t + 1: the first label is never a target
 
     def build_text_batcher(self) -> DecoderOnlyTextBatcher:
         return DecoderOnlyTextBatcher(self.tokenizer, self.qformer_tokenizer, self.cfg, self.TARGET_SUFFIX)
@@ -70,16 +72,31 @@ class DecoderOnlyBlip2(Blip2Base):
         return tuple(tokens[k].to(self.device) for k in ("input_ids", "labels", "attention_mask"))
 
     def forward(self, samples: dict) -> dict:
-        """Mean next-token cross-entropy over the supervised (target + EOS) tokens of the batch."""
+        """Mean next-token cross-entropy over the supervised (target + EOS) tokens of the batch.
+
+        The LM head and the softmax run only at the positions whose next token is supervised (`logits_to_keep`
+        mask): the loss is the full-vocabulary one over all positions with ignored labels, without the `[B, L, V]`
+        logits of the visual prefix, the instruction and the pads (most of the sequence).
+        """
         image = self.input_image(samples)
         instructions = self.training_instructions(samples, image.shape[0])
         visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
         ids, labels, mask = self.training_tokens(samples, instructions)
         embeds, full_mask = self.with_visual_prefix(visual, ids, mask)
         labels = torch.cat([labels.new_full(visual.shape[:2], IGNORE), labels], dim=1)
-        logits = self.run_llm(embeds, full_mask)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
-        return {"loss": loss}
+        keep = torch.cat([labels[:, 1:] != IGNORE, labels.new_zeros(labels.shape[0], 1, dtype=torch.bool)], dim=1)
+        logits = self.supervised_logits(embeds, full_mask, keep)
+        return {"loss": F.cross_entropy(logits, labels[:, 1:][keep[:, :-1]])}
+
+    def supervised_logits(self, embeds: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """fp32 `[N, V]` logits of the frozen LLM at the N positions where the bool `[B, L]` mask `keep` is set
+        (row-major order); transformers applies the mask before its LM head."""
+        with self.llm_compute():
+            logits = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits
+        if logits.dim() != 2:
+            raise RuntimeError(f"transformers {transformers.__version__} ignores a boolean logits_to_keep mask "
+                               f"(got logits of shape {tuple(logits.shape)}); training needs a version that has it")
+        return logits.float()
 
     # ----- generation ------------------------------------------------------------------------------------------
     def generation_inputs(self, visual: torch.Tensor, prompts: list[str] | dict):

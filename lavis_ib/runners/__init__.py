@@ -1,6 +1,7 @@
 """Runners: the evaluation loop (`Evaluator`, behind `evaluate.py`), its resumable prediction files and results
-table; the training runner (`train.py`) registers under the registry kind `runner`."""
+table, and the iteration-based training runner (`RunnerIter`, registered as `runner_iter`, behind `train.py`)."""
 
 from lavis_ib.runners.evaluator import Evaluator
+from lavis_ib.runners.runner_iter import RunnerIter, TrainingDiverged
 
-__all__ = ["Evaluator"]
+__all__ = ["Evaluator", "RunnerIter", "TrainingDiverged"]

@@ -61,6 +61,20 @@ def file_identity(path: Path) -> dict:
             for f in files}
 
 
+def model_preprocessing(cfg: Config, model) -> dict:
+    """The image size / mean / std a dataset's processors default to for this model (its preprocess section)."""
+    defaults = model_vis_defaults(registry.get_model_class(cfg.model_cfg.arch)
+                                  .default_config(cfg.model_cfg.model_type).get("preprocess") or {})
+    defaults["image_size"] = model.cfg.image_size
+    return defaults
+
+
+def dataset_builder(cfg: Config, name: str, vis_defaults: dict | None = None):
+    """The builder of dataset `name` from its merged config block (`vis_defaults`: the model's preprocessing)."""
+    block = OmegaConf.to_container(cfg.datasets_cfg[name], resolve=True)
+    return registry.get_builder_class(name)(block, source=f"datasets.{name}", vis_defaults=vis_defaults)
+
+
 class Evaluator:
     """Evaluates the config's datasets (optionally a subset, the first `limit` records of each split)."""
 
@@ -95,24 +109,32 @@ class Evaluator:
     def evaluate(self) -> list[dict]:
         """Evaluate every selected dataset split; returns the `metrics.json` contents (rank 0; [] elsewhere)."""
         with dist.distributed_run(self.cfg.run_cfg) as info:
-            self.info = info
             torch.manual_seed(self.run.seed)
             job = dist.job_id(self.run.job_id)
-            self.output_root = Path(self.run.output_dir) / job
+            output_root = Path(self.run.output_dir) / job
             if info.is_main:
-                self.output_root.mkdir(parents=True, exist_ok=True)
-                PredictionStore(self.output_root).write_json("config.json", self.cfg.to_dict())
-                log.info("evaluation job %s: outputs in %s", job, self.output_root)
+                output_root.mkdir(parents=True, exist_ok=True)
+                PredictionStore(output_root).write_json("config.json", self.cfg.to_dict())
+                log.info("evaluation job %s: outputs in %s", job, output_root)
             self.check_protocols()
             model = self.build_model(info.device)
-            summaries = []
-            for name in self.names:
-                for plan in self.plans(name, model):
-                    summaries.append(self.evaluate_split(model, plan))
-                    dist.barrier()
+            summaries = self.evaluate_model(model, output_root, info)
             if info.is_main:
                 self.write_results(summaries)
             return summaries if info.is_main else []
+
+    def evaluate_model(self, model, output_root: Path, info: dist.DistInfo,
+                       splits: Sequence[str] | None = None) -> list[dict]:
+        """Evaluate `model` (already built, in eval mode) on the selected datasets into `output_root`; every rank
+        takes part and every rank gets the summaries. `splits` replaces the configured ones (training validation:
+        `run.valid_splits`, only where a dataset has them)."""
+        self.output_root, self.info = output_root, info
+        summaries = []
+        for name in self.names:
+            for plan in self.plans(name, model, splits):
+                summaries.append(self.evaluate_split(model, plan))
+                dist.barrier()
+        return dist.broadcast_object(summaries if info.is_main else None)
 
     def build_model(self, device: torch.device):
         from lavis_ib.models import load_model  # the model package, only once a run starts
@@ -145,8 +167,7 @@ class Evaluator:
 
     def builder(self, name: str, vis_defaults: dict | None = None):
         """The dataset builder of `name` from its merged config block (`vis_defaults`: the model's preprocessing)."""
-        block = OmegaConf.to_container(self.cfg.datasets_cfg[name], resolve=True)
-        return registry.get_builder_class(name)(block, source=f"datasets.{name}", vis_defaults=vis_defaults)
+        return dataset_builder(self.cfg, name, vis_defaults)
 
     def task_class(self, name: str, builder) -> type[EvalTask]:
         """The task of dataset `name`'s `eval:` block; a missing block or unknown task names the dataset's key."""
@@ -164,12 +185,10 @@ class Evaluator:
         for name in self.names:
             self.task_class(name, self.builder(name))
 
-    def plans(self, name: str, model) -> list[SplitPlan]:
-        """The splits of dataset `name` to evaluate, each checked and with its output folder opened."""
-        vis_defaults = model_vis_defaults(registry.get_model_class(self.cfg.model_cfg.arch)
-                                          .default_config(self.cfg.model_cfg.model_type).get("preprocess") or {})
-        vis_defaults["image_size"] = model.cfg.image_size
-        builder = self.builder(name, vis_defaults)
+    def plans(self, name: str, model, splits: Sequence[str] | None = None) -> list[SplitPlan]:
+        """The splits of dataset `name` to evaluate (`splits`: those of them the dataset has, instead of the
+        configured ones), each checked and with its output folder opened."""
+        builder = self.builder(name, model_preprocessing(self.cfg, model))
         task_cls = self.task_class(name, builder)
         protocol = builder.config.eval
         if protocol.prompt is not None:
@@ -177,7 +196,9 @@ class Evaluator:
         prompt_templates = templates.resolve_templates(builder.config.instruction.eval,
                                                        f"datasets.{name}.instruction.eval")
         plans = []
-        for split in self.splits_for(name, protocol, builder.splits):
+        chosen = self.splits_for(name, protocol, builder.splits) if splits is None else \
+            [split for split in splits if split in builder.splits]
+        for split in chosen:
             dataset = builder.build_split(split)
             if not isinstance(dataset, RecordDataset):
                 raise ConfigError(f"datasets.{name}: split {split!r} is stored as shards; evaluation needs its "

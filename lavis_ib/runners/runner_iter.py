@@ -1,0 +1,504 @@
+"""Iteration-based instruction tuning (`train.py`, runner `runner_iter`): the paper counts optimizer steps.
+
+One step = `accum_grad_iters` micro-batches of `batch_size_train` per rank from the balanced mixture of the training
+datasets, an optimizer step with the per-step schedule, optional clipping, and bookkeeping: log events every
+`log_freq` steps, validation every `val_freq` steps through the evaluation tasks, checkpoints every `save_freq`
+steps (and at the best validation score, the last step and on SIGTERM/SIGUSR1).
+
+Resume is exact: a checkpoint holds the trainable weights, the optimizer, scaler, every rank's RNG states and
+sampler position, and the log accumulators, so a run killed after step k and resumed from it produces bitwise the
+run that was never interrupted. Differences from LAVIS (`lavis_behaviour.md` §1.4): no unconditional barrier (one
+process needs no process group), resume loads the trainable weights LAVIS saves (its strict load fails), gradient
+clipping, `lr_scale` honoured, validation on any split, outputs under the working directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import resource
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from lavis_ib.common import dist
+from lavis_ib.common.config import Config
+from lavis_ib.common.io import WeightMismatchError
+from lavis_ib.common.registry import registry
+from lavis_ib.common.schema import ConfigError
+from lavis_ib.datasets.builders.dataset import SkipCounter
+from lavis_ib.datasets.sampling import balanced_mixture
+from lavis_ib.runners.checkpoints import CheckpointStore, rng_state, set_rng_state
+from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
+from lavis_ib.runners.optim import optimizer_from_run, param_group_summary, scheduler_from_run
+from lavis_ib.runners.train_log import TrainLog
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+"""Cluster preemption: finish the current step, write a checkpoint, exit cleanly."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops without saving over the last good checkpoint."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config checks
+
+
+def check_training_run(run, cfg_path: str) -> int:
+    """The number of steps, after rejecting LAVIS run keys whose meaning differs here (each error names ours)."""
+    if run.max_epoch is not None:
+        raise ConfigError(f"{cfg_path}: run.max_epoch: runner_iter counts optimizer steps; set run.max_iters "
+                          "instead (LAVIS's max_epoch × iterations per epoch)")
+    if run.iters_per_inner_epoch is not None:
+        raise ConfigError(f"{cfg_path}: run.iters_per_inner_epoch: there are no inner epochs here; run.val_freq and "
+                          "run.save_freq count steps (LAVIS's val_freq × iters_per_inner_epoch)")
+    if run.amp:
+        raise ConfigError(f"{cfg_path}: run.amp: set run.precision instead: fp16 (LAVIS's amp: True, with a grad "
+                          "scaler) or bf16 (the default on CUDA)")
+    if run.train_dataset_ratios:
+        raise ConfigError(f"{cfg_path}: run.train_dataset_ratios: set each dataset's sample_ratio instead "
+                          "(datasets.<name>.sample_ratio multiplies its sqrt-size share, paper §2.4)")
+    if run.max_iters is None:
+        raise ConfigError(f"{cfg_path}: run.max_iters is required: the number of optimizer steps to train")
+    steps = int(float(run.max_iters))
+    if steps < 1:
+        raise ConfigError(f"{cfg_path}: run.max_iters must be ≥ 1, got {run.max_iters}")
+    if run.grad_clip is not None and run.grad_clip < 0:
+        raise ConfigError(f"{cfg_path}: run.grad_clip must be > 0 (or 0/unset for no clipping), got {run.grad_clip}")
+    return steps
+
+
+def resolve_precision(requested: Optional[str], device: torch.device) -> str:
+    """The run's compute precision: as configured, else bf16 on CUDA and fp32 elsewhere."""
+    return requested or ("bf16" if device.type == "cuda" else "fp32")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: CUDA allocations on a GPU, the process's max resident set on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run state
+
+
+@dataclass
+class Interval:
+    """Sums over the steps since the last log event (saved with checkpoints so a resumed log matches)."""
+
+    loss: float = 0.0
+    grad_norm: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0  # time in training steps (validation and checkpoints excluded), for samples/s
+
+    def add(self, loss: float, grad_norm: float, seconds: float) -> None:
+        self.loss += loss
+        self.grad_norm += grad_norm
+        self.steps += 1
+        self.seconds += seconds
+
+    def means(self) -> dict:
+        return {"loss": self.loss / self.steps, "grad_norm": self.grad_norm / self.steps}
+
+
+@dataclass
+class Progress:
+    """Where the run is: the next step to take, the best validation score and the log accumulators."""
+
+    step: int = 0
+    best_score: Optional[float] = None
+    best_step: Optional[int] = None
+    interval: Interval = field(default_factory=Interval)
+    history: list = field(default_factory=list)  # (step, score) of every validation
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "best_score": self.best_score, "best_step": self.best_step,
+                "interval": [self.interval.loss, self.interval.grad_norm, self.interval.steps, self.interval.seconds],
+                "history": [list(entry) for entry in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.best_score, self.best_step = state["step"], state["best_score"], state["best_step"]
+        loss, grad_norm, steps, seconds = state["interval"]
+        self.interval = Interval(loss, grad_norm, int(steps), seconds)
+        self.history = [tuple(entry) for entry in state["history"]]
+
+
+class StopRequest:
+    """Records SIGTERM/SIGUSR1 so the loop can stop after the current step; restores the old handlers."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in STOP_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runner
+
+
+@registry.register_runner("runner_iter")
+class RunnerIter:
+    """`RunnerIter.from_config(cfg).train()`. `step_hooks` are called on every rank after each optimizer step
+    with `(step, record)` (the step's loss, lr, grad norm): for custom logging, or a test that kills the run."""
+
+    def __init__(self, cfg: Config):
+        self.cfg, self.run = cfg, cfg.run
+        self.max_iters = check_training_run(self.run, cfg.cfg_path)
+        if not list(cfg.datasets_cfg):
+            raise ConfigError(f"{cfg.cfg_path}: no datasets to train on (the config has no 'datasets' section)")
+        self.step_hooks: list[Callable[[int, dict], None]] = []
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "RunnerIter":
+        return cls(cfg)
+
+    # ----- set-up -------------------------------------------------------------------------------------------
+    def build_model(self):
+        from lavis_ib.models import load_model  # the model package, only once the config is valid
+
+        model_cfg = OmegaConf.to_container(self.cfg.model_cfg, resolve=True)
+        arch, model_type = model_cfg.pop("arch"), model_cfg.pop("model_type")
+        checkpoint = model_cfg.pop("checkpoint", None)
+        model = load_model(arch, model_type, is_eval=False, device=str(self.info.device), checkpoint=checkpoint,
+                           precision=self.precision, options=model_cfg)
+        model.enable_feature_cache(self.run.feature_cache_size)  # validation only: the frozen ViT's outputs
+        return model
+
+    def build_datasets(self, model) -> dict:
+        """`{name: dataset}` of every configured dataset's train split(s); a dataset without one only validates."""
+        preprocessing = model_preprocessing(self.cfg, model)
+        datasets = {}
+        for name in self.cfg.datasets_cfg:
+            builder = dataset_builder(self.cfg, name, preprocessing)
+            splits = [split for split in self.run.train_splits if split in builder.splits]
+            if not splits:
+                log.info("%s has none of run.train_splits %s: validation only", name, list(self.run.train_splits))
+            for split in splits:
+                key = name if len(splits) == 1 else f"{name}/{split}"
+                datasets[key] = builder.build_split(split, rank=self.info.rank, world_size=self.info.world_size)
+        if not datasets:
+            raise ConfigError(f"{self.cfg.cfg_path}: no dataset has a split named in run.train_splits "
+                              f"{list(self.run.train_splits)}; nothing to train on")
+        return datasets
+
+    def build_loader(self, mixture, sampler, model) -> DataLoader:
+        # Its own generator: creating the iterator (again, after a resume) must not draw from the global RNG.
+        return DataLoader(mixture, batch_size=self.run.batch_size_train, sampler=sampler,
+                          num_workers=self.run.num_workers, collate_fn=model.collator("train"),
+                          generator=torch.Generator().manual_seed(self.run.seed),
+                          pin_memory=self.info.device.type == "cuda")
+
+    def wrap(self, model):
+        """DDP over the trainable parameters only: frozen ViT/LLM weights are neither broadcast nor bucketed."""
+        if self.run.fsdp:
+            from lavis_ib.runners.sharding import shard_model
+
+            return shard_model(model, self.info)
+        if not self.info.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+        device_ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+    def validation_datasets(self) -> list[str]:
+        """The configured datasets that have an `eval:` protocol and one of `run.valid_splits`."""
+        if not self.run.valid_splits:
+            return []
+        names = []
+        for name in self.cfg.datasets_cfg:
+            builder = dataset_builder(self.cfg, name)
+            if builder.config.eval is None or not builder.config.eval.task:
+                log.info("%s: no eval protocol, not validated", name)
+            elif any(split in builder.splits for split in self.run.valid_splits):
+                names.append(name)
+        if not names:
+            raise ConfigError(f"{self.cfg.cfg_path}: run.valid_splits {list(self.run.valid_splits)} is set but no "
+                              "dataset with an eval protocol has such a split")
+        if self.run.best_metric is not None:
+            known = [f"{n}/{s}" for n in names for s in self.run.valid_splits]
+            if self.run.best_metric not in known:
+                raise ConfigError(f"{self.cfg.cfg_path}: run.best_metric {self.run.best_metric!r} is not a validated "
+                                  f"split; expected one of {', '.join(known)}")
+        return names
+
+    # ----- the run ------------------------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Train to `max_iters` (or until a stop signal); returns the final progress (rank 0 and others alike)."""
+        with dist.distributed_run(self.run) as info, StopRequest() as stop:
+            self.info, self.stop = info, stop
+            self.precision = resolve_precision(self.run.precision, info.device)
+            job = dist.job_id(self.run.job_id)
+            self.job_dir = Path(self.run.output_dir) / job
+            self.store = CheckpointStore(self.job_dir / "checkpoints", keep_last=self.run.keep_last)
+            self.log = TrainLog(self.job_dir, enabled=info.is_main, tensorboard=self.run.tensorboard)
+            try:
+                return self.train_in(job)
+            finally:
+                self.log.close()
+
+    def train_in(self, job: str) -> dict:
+        info, run = self.info, self.run
+        validated = self.validation_datasets()
+        seed_everything(run.seed)  # the same initial weights on every rank
+        model = self.build_model()
+        datasets = self.build_datasets(model)
+        mixture, sampler = balanced_mixture(datasets, seed=run.seed, rank=info.rank, world_size=info.world_size,
+                                            num_samples=None)
+        engine = self.wrap(model)
+        groups = model.optimizer_param_groups(run.weight_decay, run.lr_layer_decay)
+        optimizer = optimizer_from_run(groups, run, info.device)
+        scheduler = scheduler_from_run(optimizer, run)
+        scaler = torch.amp.GradScaler(info.device.type, enabled=self.precision == "fp16")
+        progress, skips = Progress(), SkipCounter()
+        self.parts = dict(model=model, sampler=sampler, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                          progress=progress, skips=skips)
+        seed_everything(run.seed + info.rank)  # dropout differs per rank (LAVIS), reproducibly
+        resumed = self.resume()
+        self.log.config(self.cfg.to_dict(), job=job, world_size=info.world_size, resumed_from=resumed)
+        self.describe_start(model, mixture, groups)
+        evaluator = Evaluator(self.cfg, datasets=validated, limit=run.val_limit) if validated else None
+        loader = iter(self.build_loader(mixture, sampler, model))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        engine.train()
+        bar = tqdm(total=self.max_iters, initial=progress.step, desc=f"train {job}", unit="step",
+                   disable=not info.is_main, dynamic_ncols=True)
+        samples_per_step = run.batch_size_train * run.accum_grad_iters * info.world_size
+        while progress.step < self.max_iters:
+            step, started = progress.step, time.perf_counter()
+            record = self.train_step(engine, loader, trainable, step)
+            progress.step = step + 1
+            progress.interval.add(record["loss"], record["grad_norm"], time.perf_counter() - started)
+            for hook in self.step_hooks:
+                hook(progress.step, record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+            if progress.step % run.log_freq == 0 or progress.step == self.max_iters:
+                self.log_train(progress, samples_per_step, record["lr"])
+            last = progress.step == self.max_iters
+            best = False
+            if evaluator is not None and ((run.val_freq and progress.step % run.val_freq == 0) or last):
+                best = self.validate(evaluator, model, engine, progress)
+            stopping = record["stop"]
+            if best or stopping or (run.save_freq and progress.step % run.save_freq == 0) or (last and run.save_last):
+                self.save(progress.step, best)
+            if stopping:
+                name = signal.Signals(self.stop.signum).name if self.stop.signum else "a stop signal (another rank)"
+                log.warning("%s received: stopped after step %d with a checkpoint; resume with run.resume=auto "
+                            "and run.job_id=%s", name, progress.step, job)
+                break
+        bar.close()
+        return {"step": progress.step, "best_score": progress.best_score, "best_step": progress.best_step,
+                "job_dir": str(self.job_dir), "history": progress.history}
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.info.device.type, dtype=dtype)
+
+    def train_step(self, engine, loader, trainable: list, step: int) -> dict:
+        """One optimizer step over `accum_grad_iters` micro-batches per rank.
+
+        Each micro-batch's mean loss is weighted by its share of the step's supervised tokens over all ranks, so
+        the gradient is that of the token mean over the whole step: accumulating k micro-batches equals one k×
+        larger batch (LAVIS averages the micro-batch means instead). The loss and the stop/divergence flags are
+        agreed across ranks.
+        """
+        parts, world = self.parts, self.info.world_size
+        optimizer, scaler, model = parts["optimizer"], parts["scaler"], parts["model"]
+        batches = [next(loader) for _ in range(self.run.accum_grad_iters)]
+        tokens = [float(model.supervised_tokens(batch)) for batch in batches]
+        agreed = self.all_reduce([sum(tokens), float(self.stop.signum is not None)])
+        total_tokens, stop = max(agreed[0], 1.0), agreed[1]
+        loss_sum, bad_batches = torch.zeros((), device=self.info.device), []
+        for micro, batch in enumerate(batches):
+            parts["skips"].update(batch)
+            sync = micro == len(batches) - 1 or not hasattr(engine, "no_sync")
+            with contextlib.nullcontext() if sync else engine.no_sync():
+                with self.autocast():
+                    loss = engine(batch)["loss"]
+                if not torch.isfinite(loss):
+                    bad_batches.append(describe_batch(batch))
+                scaler.scale(loss * (tokens[micro] * world / total_tokens)).backward()
+            loss_sum += loss.detach().float() * tokens[micro]
+        lr = parts["scheduler"].step(step)
+        loss_total, bad = self.all_reduce([loss_sum, float(len(bad_batches))])
+        if bad:
+            self.diverged(step, bad_batches)
+        scaler.unscale_(optimizer)
+        max_norm = self.run.grad_clip if self.run.grad_clip else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm).item()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss_total / total_tokens, "lr": lr, "grad_norm": grad_norm, "stop": bool(stop),
+                "tokens": int(total_tokens)}
+
+    def all_reduce(self, values: list) -> list[float]:
+        """Sums over ranks of a few scalars (floats or 0-d tensors), in one collective."""
+        flat = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in values]).to(self.info.device)
+        if self.info.distributed:
+            torch.distributed.all_reduce(flat)
+        return flat.tolist()
+
+    def diverged(self, step: int, bad_batches: list[str]) -> None:
+        """Every rank raises with the sample ids of every rank's non-finite batches; nothing is saved."""
+        where = dist.gather_objects([f"rank {self.info.rank}: {text}" for text in bad_batches])
+        latest = self.store.latest()
+        kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        raise TrainingDiverged(f"step {step + 1}: the loss is not finite for the batch(es) of {'; '.join(where)}; "
+                               f"stopped; {kept} (lower run.init_lr, set run.grad_clip, or check those samples)")
+
+    # ----- bookkeeping --------------------------------------------------------------------------------------
+    def describe_start(self, model, mixture, groups) -> None:
+        if not self.info.is_main:
+            return
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("trainable parameters: %s of %s (%.2f %%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+        log.info("optimizer groups:\n%s", param_group_summary(groups))
+        log.info("training mixture:\n%s", mixture.ratio_table())
+        self.log.write_line({"parameters": {"trainable": trainable, "total": total}})
+
+    def log_train(self, progress: Progress, samples_per_step: int, lr: float) -> None:
+        interval = progress.interval
+        values = {**interval.means(), "lr": lr, "samples_per_s": samples_per_step * interval.steps / interval.seconds,
+                  "peak_memory_mb": peak_memory_mb(self.info.device),
+                  "skipped": self.parts["skips"].total}
+        self.log.event("train", progress.step, values)
+        progress.interval = Interval()
+
+    def validate(self, evaluator: Evaluator, model, engine, progress: Progress) -> bool:
+        """Evaluate the valid splits; True when the score (mean `agg_metrics`, or `run.best_metric`'s) is the best."""
+        engine.eval()
+        summaries = evaluator.evaluate_model(model, self.job_dir / "validation" / f"step_{progress.step}",
+                                             self.info, splits=self.run.valid_splits)
+        engine.train()
+        scores = {f"{s['dataset']}/{s['split']}": s["agg_metrics"] for s in summaries
+                  if s.get("agg_metrics") is not None}
+        if not scores:
+            return False
+        score = scores[self.run.best_metric] if self.run.best_metric else statistics.fmean(scores.values())
+        progress.history.append((progress.step, score))
+        best = progress.best_score is None or score > progress.best_score
+        if best:
+            progress.best_score, progress.best_step = score, progress.step
+        values = {"agg_metrics": score, "best_step": progress.best_step}
+        for summary in summaries:
+            for metric, value in (summary.get("metrics") or {}).items():
+                if isinstance(value, (int, float)):
+                    values[f"{summary['dataset']}/{summary['split']}/{metric}"] = value
+        self.log.event("val", progress.step, values)
+        if self.info.is_main:
+            log.info("step %d validation: %s (best %.4f at step %d)", progress.step,
+                     ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), progress.best_score, progress.best_step)
+        return best
+
+    def save(self, step: int, best: bool) -> None:
+        """Checkpoint `step` (collective: every rank sends its RNG and sampler state to rank 0, which writes)."""
+        parts = self.parts
+        consumed = step * self.run.batch_size_train * self.run.accum_grad_iters
+        mine = {"rng": rng_state(), "sampler": parts["sampler"].state_dict(consumed),
+                "skipped": dict(parts["skips"].state_dict())}
+        ranks = dist.gather_objects([mine], dst=0)
+        if self.info.is_main:
+            state = {"step": step, "world_size": self.info.world_size, "optimizer": parts["optimizer"].state_dict(),
+                     "scheduler": parts["scheduler"].state_dict(), "scaler": parts["scaler"].state_dict(),
+                     "progress": parts["progress"].state_dict(), "ranks": ranks}
+            path = self.store.save(step, parts["model"].trainable_state_dict(), state,
+                                   metadata={"best_score": parts["progress"].best_score, "best": best})
+            if best:
+                self.store.mark_best(step)
+            log.info("checkpoint: %s", path)
+        dist.barrier()
+
+    def resume_path(self) -> Optional[Path]:
+        if self.run.resume_ckpt_path:
+            path = Path(self.run.resume_ckpt_path)
+            if path.is_file():
+                raise ConfigError(f"run.resume_ckpt_path {path} is a file; it must be a checkpoint directory of this "
+                                  "runner (<job>/checkpoints/step_<N>); to start from a LAVIS .pth or our "
+                                  "model.safetensors, set model.checkpoint instead")
+            return path
+        if self.run.resume == "auto":
+            return self.store.latest()
+        return None
+
+    def resume(self) -> Optional[str]:
+        """Load the checkpoint to continue from, if any: weights, optimizer, schedule, scaler, this rank's RNG and
+        data position. Returns its path."""
+        path = self.resume_path()
+        if path is None:
+            if self.run.resume == "auto" and self.info.is_main:
+                log.info("run.resume=auto: no checkpoint in %s yet, starting from step 0", self.store.root)
+            return None
+        weights, state = self.store.load(path)
+        if state["world_size"] != self.info.world_size:
+            raise ConfigError(f"{path} was written by {state['world_size']} process(es), this run has "
+                              f"{self.info.world_size}; resume with the same number (data order and RNG are per rank)")
+        parts = self.parts
+        load_trainable(parts["model"], weights, path)
+        parts["optimizer"].load_state_dict(state["optimizer"])
+        parts["scheduler"].load_state_dict(state["scheduler"])
+        parts["scaler"].load_state_dict(state["scaler"])
+        parts["progress"].load_state_dict(state["progress"])
+        mine = state["ranks"][self.info.rank]
+        parts["sampler"].load_state_dict(mine["sampler"])
+        parts["skips"].load_state_dict(mine["skipped"])
+        set_rng_state(mine["rng"])
+        if self.info.is_main:
+            log.info("resumed from %s at step %d", path, state["step"])
+        return str(path)
+
+
+def load_trainable(model, weights: dict, source: Path) -> None:
+    """Load a checkpoint's trainable weights: every trainable tensor must be there and nothing unknown."""
+    missing = sorted(model.trainable_names() - set(weights))
+    unexpected = sorted(set(weights) - set(model.state_dict()))
+    if missing or unexpected:
+        raise WeightMismatchError(f"{source}: the checkpoint does not match this model's trainable parts: "
+                                  f"missing {missing[:5]} ({len(missing)}), unknown {unexpected[:5]} "
+                                  f"({len(unexpected)}); was it written for another model config?")
+    model.load_state_dict(weights, strict=False)
+
+
+def describe_batch(batch: dict) -> str:
+    """The samples of a batch as `dataset[index]`, for an error message."""
+    names = batch.get("dataset") or ["?"] * len(batch.get("instance_id") or [])
+    return ", ".join(f"{name}[{index}]" for name, index in zip(names, batch.get("instance_id") or []))

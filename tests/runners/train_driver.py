@@ -1,0 +1,37 @@
+"""`train.py` with test instruments, run as a script (also under torchrun):
+
+- `KILL_AFTER_STEP=k`: every rank SIGKILLs itself right after optimizer step k, before that step's bookkeeping —
+  a crash that loses everything not yet checkpointed.
+- `DUMP_WEIGHTS_DIR=d`: after the last step every rank writes its trainable weights to `d/rank<r>.safetensors`.
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from lavis_ib.cli import load_runner
+from lavis_ib.common import dist
+
+
+def main() -> None:
+    runner = load_runner("train", sys.argv[1:])
+    kill_after = int(os.environ.get("KILL_AFTER_STEP", 0))
+    dump = os.environ.get("DUMP_WEIGHTS_DIR")
+
+    def instrument(step: int, record: dict) -> None:
+        if step == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if dump and step == runner.max_iters:
+            Path(dump).mkdir(parents=True, exist_ok=True)
+            weights = {k: v.contiguous().clone() for k, v in runner.parts["model"].trainable_state_dict().items()}
+            save_file(weights, str(Path(dump) / f"rank{dist.get_rank()}.safetensors"))
+
+    runner.step_hooks.append(instrument)
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()

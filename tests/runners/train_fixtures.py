@@ -1,0 +1,81 @@
+"""A small synthetic world and tiny-model training configs for the training-runner tests, plus the commands that
+run `train.py` in one process or under torchrun (gloo on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lavis_ib.datasets import synthetic
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE_S = 300
+RUN_DEFAULTS = {
+    "device": "cpu", "num_workers": 0, "batch_size_train": 2, "batch_size_eval": 4, "max_iters": 6,
+    "log_freq": 1, "save_freq": 3, "init_lr": 1e-3, "warmup_lr": 1e-5, "warmup_steps": 1, "tensorboard": False,
+}
+
+
+def build_small_world(cache: Path) -> Path:
+    """60 scenes (42 train / 6 val per held-in task), written where the default synthetic configs read."""
+    synthetic.build_world(cache, n_images=60, n_videos=4)
+    return cache
+
+
+def write_train_config(path: Path, output_dir: Path, datasets=("synthetic_vqa", "synthetic_caption"),
+                       model: dict | None = None, **run) -> Path:
+    """A project YAML training the tiny Vicuna model on `datasets` with `RUN_DEFAULTS` overridden by `run`."""
+    config = {
+        "model": {"arch": "blip2_vicuna_instruct", "model_type": "tiny", **(model or {})},
+        "datasets": {name: {} for name in datasets},
+        "run": {**RUN_DEFAULTS, "output_dir": str(output_dir), **run},
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def environment(cache: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    # one thread per process, so floating-point reductions are the same in every run
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false", LAVIS_IB_CACHE=str(cache))
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(script: Path, nproc: int, *args: str) -> list[str]:
+    """`python script args` for one process, `torchrun --nproc_per_node=N script args` otherwise."""
+    if nproc == 1:
+        return [sys.executable, str(script), *args]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+            str(script), *args]
+
+
+def train(config: Path, cache: Path, nproc: int = 1, *options: str, script: Path = ROOT / "train.py",
+          expect: int = 0) -> subprocess.CompletedProcess:
+    """Run training to completion and check its exit status."""
+    command = launch(script, nproc, "--cfg-path", str(config), *(["--options", *options] if options else []))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S, env=environment(cache),
+                          cwd=ROOT)
+    assert done.returncode == expect, done.stderr[-4000:]
+    return done
+
+
+def train_losses(job_dir: Path) -> dict[int, float]:
+    """`{step: train_loss}` from a job's log.txt (a resumed run's later lines replace earlier ones of a step)."""
+    losses = {}
+    for line in (job_dir / "log.txt").read_text().splitlines():
+        record = json.loads(line)
+        if "train_loss" in record:
+            losses[record["step"]] = record["train_loss"]
+    return losses
