@@ -73,26 +73,34 @@ class Blip2T5Instruct(Blip2Base):
         """Decoder labels (T5 appends `</s>`), pads → IGNORE, right truncation."""
         return self.text.labels(texts, max_length).to(self.device)
 
-    def decoder_logprobs(self, embeds, mask, labels, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-softmax of the decoder's logits for teacher-forced `labels` (decoder inputs = labels shifted right);
-        a precomputed `encoder_hidden` state skips the encoder."""
+    def decoder_logits(self, embeds, mask, labels, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's logits (its dtype) for teacher-forced `labels` (decoder inputs = labels shifted right); a
+        precomputed `encoder_hidden` state skips the encoder."""
         decoder_ids = self.llm._shift_right(labels)
         inputs = {"encoder_outputs": (encoder_hidden,)} if encoder_hidden is not None else {"inputs_embeds": embeds}
         with self.llm_compute():
-            logits = self.llm(**inputs, attention_mask=mask, decoder_input_ids=decoder_ids,
-                              decoder_attention_mask=(labels != IGNORE).long(), use_cache=False).logits
-        return logits.float().log_softmax(-1)
+            return self.llm(**inputs, attention_mask=mask, decoder_input_ids=decoder_ids,
+                            decoder_attention_mask=(labels != IGNORE).long(), use_cache=False).logits
+
+    def decoder_logprobs(self, embeds, mask, labels, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """fp32 log-softmax of `decoder_logits` at every decoder position."""
+        return self.decoder_logits(embeds, mask, labels, encoder_hidden).float().log_softmax(-1)
 
     def forward(self, samples: dict) -> dict:
-        """Mean cross-entropy of the targets given `[Q | instruction]`."""
+        """Mean cross-entropy of the targets given `[Q | instruction]`.
+
+        The softmax (and the fp32 copy) covers the target positions only, not the pads of shorter targets; T5's
+        forward has no `logits_to_keep`, so its LM head still runs at every decoder position.
+        """
         image = self.input_image(samples)
         instructions = self.training_instructions(samples, image.shape[0])
         visual = self.query_features(image, instructions, samples.get("qformer_tokens"))
         tokens = samples.get("train_tokens") or self.text.training(instructions, samples.get("text_output"))
         embeds, mask = self.encoder_inputs(visual, tokens)
         labels = tokens["labels"].to(self.device)
-        logprobs = self.decoder_logprobs(embeds, mask, labels)
-        return {"loss": F.nll_loss(logprobs.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)}
+        supervised = labels != IGNORE
+        logits = self.decoder_logits(embeds, mask, labels)[supervised]
+        return {"loss": F.cross_entropy(logits.float(), labels[supervised])}
 
     def generate_ids_from(self, visual: torch.Tensor, prompt_tokens: dict, gen_kwargs: dict) -> torch.Tensor:
         embeds, mask = self.encoder_inputs(visual, prompt_tokens)

@@ -69,6 +69,9 @@ def check_training_run(run, cfg_path: str) -> int:
     if run.amp:
         raise ConfigError(f"{cfg_path}: run.amp: set run.precision instead: fp16 (LAVIS's amp: True, with a grad "
                           "scaler) or bf16 (the default on CUDA)")
+    if run.fsdp:
+        raise ConfigError(f"{cfg_path}: run.fsdp: FSDP2 sharding of the frozen LLM is not implemented yet; train "
+                          "with DDP (run.fsdp: false) and model.llm_grad_checkpoint or a smaller run.batch_size_train")
     if run.train_dataset_ratios:
         raise ConfigError(f"{cfg_path}: run.train_dataset_ratios: set each dataset's sample_ratio instead "
                           "(datasets.<name>.sample_ratio multiplies its sqrt-size share, paper §2.4)")
@@ -223,10 +226,6 @@ class RunnerIter:
 
     def wrap(self, model):
         """DDP over the trainable parameters only: frozen ViT/LLM weights are neither broadcast nor bucketed."""
-        if self.run.fsdp:
-            from lavis_ib.runners.sharding import shard_model
-
-            return shard_model(model, self.info)
         if not self.info.distributed:
             return model
         from torch.nn.parallel import DistributedDataParallel
