@@ -189,14 +189,19 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, **settings: Any
     return schedule_cls(optimizer=optimizer, **settings)
 
 
-def scheduler_from_run(optimizer: torch.optim.Optimizer, run) -> LRSchedule:
-    """The schedule a `RunConfig` (the config's `run` section) describes; `max_iters` such as 2e4 becomes 20000."""
+def max_iters_of(run) -> int:
+    """`run.max_iters` as a whole number of optimizer steps (LAVIS-style 2e4 becomes 20000)."""
     if run.max_iters is None:
         raise ValueError("run.max_iters is required: the iteration-based runner counts optimizer steps")
     max_iters = int(float(run.max_iters))
     if max_iters != float(run.max_iters):
         raise ValueError(f"run.max_iters must be a whole number of steps, got {run.max_iters!r}")
-    return build_scheduler(run.lr_sched, optimizer, max_iters=max_iters, init_lr=run.init_lr, min_lr=run.min_lr,
+    return max_iters
+
+
+def scheduler_from_run(optimizer: torch.optim.Optimizer, run) -> LRSchedule:
+    """The schedule a `RunConfig` (the config's `run` section) describes."""
+    return build_scheduler(run.lr_sched, optimizer, max_iters=max_iters_of(run), init_lr=run.init_lr, min_lr=run.min_lr,
                            warmup_lr=run.warmup_lr, warmup_steps=run.warmup_steps, decay_rate=run.lr_decay_rate,
                            decay_steps=run.decay_steps)
 

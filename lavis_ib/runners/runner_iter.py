@@ -41,7 +41,7 @@ from lavis_ib.datasets.builders.dataset import SkipCounter
 from lavis_ib.datasets.sampling import balanced_mixture
 from lavis_ib.runners.checkpoints import CheckpointStore, rng_state, set_rng_state
 from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
-from lavis_ib.runners.optim import optimizer_from_run, param_group_summary, scheduler_from_run
+from lavis_ib.runners.optim import max_iters_of, optimizer_from_run, param_group_summary, scheduler_from_run
 from lavis_ib.runners.train_log import TrainLog
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,10 @@ def check_training_run(run, cfg_path: str) -> int:
     if run.train_dataset_ratios:
         raise ConfigError(f"{cfg_path}: run.train_dataset_ratios: set each dataset's sample_ratio instead "
                           "(datasets.<name>.sample_ratio multiplies its sqrt-size share, paper §2.4)")
-    if run.max_iters is None:
-        raise ConfigError(f"{cfg_path}: run.max_iters is required: the number of optimizer steps to train")
-    steps = int(float(run.max_iters))
+    try:
+        steps = max_iters_of(run)
+    except ValueError as error:
+        raise ConfigError(f"{cfg_path}: {error}") from None
     if steps < 1:
         raise ConfigError(f"{cfg_path}: run.max_iters must be ≥ 1, got {run.max_iters}")
     if run.grad_clip is not None and run.grad_clip < 0:

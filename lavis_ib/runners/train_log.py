@@ -70,12 +70,3 @@ class TrainLog:
             self.writer.close()
             self.writer = None
 
-
-def read_events(path: Path, split: str = "train") -> list[dict]:
-    """The `split` events of a log.txt (every start of the run, in order), each with its step."""
-    events = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if "step" in record and any(key.startswith(f"{split}_") for key in record):
-            events.append(record)
-    return events
