@@ -109,7 +109,9 @@ def render_clip(clip: Clip) -> np.ndarray:
     return np.stack(frames)
 
 
-def _random_scene(rng: random.Random, index: int, n_images: int) -> Scene:
+def random_scene(rng: random.Random, index: int, n_images: int) -> Scene:
+    """Scene `index` of a world of `n_images`, drawn from `rng` (its split follows `index / n_images`); also the
+    scene distribution of the tiny LM's text pre-training (`tools/make_tiny_lm.py`)."""
     count = rng.choice((1, 2, 2, 3, 3))
     columns = sorted(rng.sample(COLUMNS, count))
     shapes, colours = rng.sample(SHAPES, count), rng.sample(list(COLOURS), count)
@@ -127,7 +129,7 @@ def generate_world(root: str | Path, n_images: int = 600, n_videos: int = 48, se
     (root / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     font = ImageFont.load_default(size=12)
-    scenes = [_random_scene(rng, i, n_images) for i in range(n_images)]
+    scenes = [random_scene(rng, i, n_images) for i in range(n_images)]
     for scene in scenes:
         render_scene(scene, font).save(root / scene.file)
     clips = [Clip(i, f"videos/{i:06d}.mp4", rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(DIRECTIONS)))
