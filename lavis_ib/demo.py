@@ -1,17 +1,24 @@
-"""`make demo`: load the `tiny` InstructBLIP through the public API and answer an instruction about a bundled image.
+"""`make demo`: the public API on the tiny InstructBLIP, then instruction tuning on the synthetic world and a
+zero-shot evaluation of the result on its held-out tasks.
 
-The tiny model has random weights (its config says `random_init: true`), so its words are noise; the demo shows the
-whole inference path — config, processors, ViT, Q-Former, LLM, generation and candidate scoring — end to end, and
-says so instead of presenting an untrained model's ranking as an answer.
-It then builds the synthetic world, draws a balanced held-in batch and answers a held-out one. It will train the
-tiny model on that world once the training issue lands.
+1. Inference: `load_model_and_preprocess` on the `tiny` model type (random weights) and `generate` / candidate
+   scores for an instruction about a bundled image; an untrained ranking is shown as scores beside chance.
+2. Training: build the synthetic world (5,000 scenes) and instruction-tune the tiny model on its held-in tasks with
+   `torchrun --nproc_per_node=2 train.py --cfg-path projects/instructblip/train/demo.yaml` (ViT and LLM frozen and
+   pre-trained by `tools/make_tiny_vit.py` / `tools/make_tiny_lm.py`), then print the validation curve.
+3. Held-out: `evaluate.py --cfg-path projects/instructblip/eval/synthetic.yaml` with the best checkpoint.
+Every accuracy is printed beside its chance level.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +30,11 @@ from lavis_ib.common.media import open_image
 from lavis_ib.common.paths import assets_root
 from lavis_ib.datasets import synthetic
 from lavis_ib.datasets.sampling import balanced_mixture
+from lavis_ib.runners.checkpoints import CheckpointStore
 
 DEMO_IMAGE = assets_root / "images" / "demo.png"
-EVAL_CONFIG = Path("projects/instructblip/eval/synthetic.yaml")  # relative to the repository (where `make demo` runs)
+TRAIN_CONFIG = "projects/instructblip/train/demo.yaml"  # relative to the repository (where `make demo` runs)
+EVAL_CONFIG = "projects/instructblip/eval/synthetic.yaml"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,9 +43,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-type", default="tiny")
     parser.add_argument("--image", default=str(DEMO_IMAGE))
     parser.add_argument("--prompt", default="What shape is next to the stop sign?")
-    parser.add_argument("--eval-config", default=str(EVAL_CONFIG), help="held-out evaluation run at the end")
-    parser.add_argument("--eval-output", default="output/demo", help="run.output_dir of that evaluation")
+    parser.add_argument("--images", type=int, default=5000, help="scenes in the synthetic world")
+    parser.add_argument("--train-config", default=TRAIN_CONFIG, help="instruction tuning on the held-in tasks")
+    parser.add_argument("--no-train", dest="train_config", action="store_const", const=None,
+                        help="stop after building the world")
+    parser.add_argument("--eval-config", default=EVAL_CONFIG, help="held-out evaluation of the trained model")
+    parser.add_argument("--nproc", type=int, default=2, help="training processes (torchrun --nproc_per_node)")
+    parser.add_argument("--train-options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more options for train.py, e.g. run.max_iters=500")
+    parser.add_argument("--output", default="output/demo", help="where the training and evaluation jobs go")
     args = parser.parse_args(argv)
+    for name in ("train_config", "eval_config"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            parser.error(f"--{name.replace('_', '-')} {path} not found; run the demo from the repository root")
 
     torch.manual_seed(0)
     print(model_zoo, "\n")
@@ -52,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"time      : {time.perf_counter() - start:.1f} s")
     if model.cfg.random_init:
         print("note      : random weights (tiny model type) - the text is noise until the model is trained")
-    synthetic_world_demo(model, image.shape[-1], Path(args.eval_config), args.eval_output)
+    synthetic_world_demo(image.shape[-1], args)
 
 
 def show_candidate_scores(model, image: torch.Tensor, prompt: str, choices: list[str]) -> None:
@@ -81,28 +101,29 @@ def synthetic_dataset(name: str, split: str, image_size: int):
     return load_dataset(name, builder.default_config(vis_processor=sizes), splits=[split])[split]
 
 
-def synthetic_world_demo(model, image_size: int, eval_config: Path, eval_output: str) -> None:
-    """Build the world in a temporary cache, show a balanced held-in batch, answer a held-out batch, then evaluate
-    the held-out tasks zero-shot through `evaluate.py`'s code path, ending with the results table."""
+def synthetic_world_demo(image_size: int, args: argparse.Namespace) -> None:
+    """Build the world in a temporary cache, show a balanced held-in batch, instruction-tune on the held-in tasks
+    (`train.py` under torchrun), print the validation curve, then evaluate the best checkpoint zero-shot on the
+    held-out tasks through `evaluate.py`'s code path, each number beside its chance level."""
     previous = os.environ.get("LAVIS_IB_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["LAVIS_IB_CACHE"] = cache
         try:
             start = time.perf_counter()
-            reports = synthetic.build_world(cache)
+            reports = synthetic.build_world(cache, n_images=args.images)
             total = sum(r.written for split_reports in reports.values() for r in split_reports)
-            print(f"\nsynthetic world: {total:,} records in {time.perf_counter() - start:.1f} s")
+            print(f"\nsynthetic world: {args.images:,} scenes, {total:,} records in {time.perf_counter() - start:.1f} s")
             held_in = {name: synthetic_dataset(name, "train", image_size) for name in synthetic.HELD_IN}
             mixture, sampler = balanced_mixture(held_in, seed=0)
             batch = mixture.collater([mixture[key] for key in itertools.islice(iter(sampler), 4)])
             for name, instruction, target in zip(batch["dataset"], batch["text_input"], batch["text_output"]):
                 print(f"  {name:18s} {instruction!r} -> {target!r}")
-            test = synthetic_dataset("synthetic_count", "test", image_size)
-            batch = test.collater([test[i] for i in range(4)])
-            answers = model.generate({"image": batch["image"], "prompt": batch["text_input"]}, max_length=5)
-            for instruction, answer, truth in zip(batch["text_input"], answers, batch["text_output"]):
-                print(f"  held-out {instruction!r}: generated {answer!r}, truth {truth!r}")
-            evaluate_held_out(eval_config, eval_output)
+            if args.train_config is None:
+                return
+            job = train_on_held_in(Path(args.train_config), Path(args.output), args.nproc, cache, args.train_options)
+            print_validation_curve(job)
+            best = CheckpointStore(job / "checkpoints").best()
+            evaluate_held_out(Path(args.eval_config), Path(args.output), best / "model.safetensors")
         finally:
             if previous is None:
                 os.environ.pop("LAVIS_IB_CACHE", None)
@@ -110,15 +131,70 @@ def synthetic_world_demo(model, image_size: int, eval_config: Path, eval_output:
                 os.environ["LAVIS_IB_CACHE"] = previous
 
 
-def evaluate_held_out(config: Path, output_dir: str) -> None:
-    """`evaluate.py --cfg-path <config>` on the world just built (the demo's cache), printing the results table."""
-    if not config.is_file():
-        print(f"\n(no held-out evaluation: {config} not found; run the demo from the repository root)")
-        return
+def train_on_held_in(config: Path, output: Path, nproc: int, cache: str, options: list[str]) -> Path:
+    """`torchrun --nproc_per_node=<nproc> train.py --cfg-path <config>` on the world in `cache`; the job folder."""
+    job_id = time.strftime("demo_%Y%m%d_%H%M%S")
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", "train.py", "--cfg-path", str(config),
+               "--options", f"run.output_dir={output / 'train'}", f"run.job_id={job_id}", *options]
+    print(f"\ninstruction tuning: torchrun --nproc_per_node={nproc} train.py --cfg-path {config}")
+    start = time.perf_counter()
+    env = {**os.environ, "LAVIS_IB_CACHE": cache, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, env=env, check=True)
+    print(f"trained in {time.perf_counter() - start:.0f} s")
+    return output / "train" / job_id
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def validation_curve(job: Path) -> list[dict]:
+    """The validation events of a job's `log.txt`: step, colour / shape VQA accuracy and caption CIDEr."""
+    curve = []
+    for line in (job / "log.txt").read_text().splitlines():
+        event = json.loads(line)
+        if "val_agg_metrics" in event:
+            curve.append({"step": event["step"],
+                          "colour": event.get("val_synthetic_vqa/val/colour/exact_match"),
+                          "shape": event.get("val_synthetic_vqa/val/shape/exact_match"),
+                          "cider": event.get("val_synthetic_caption/val/CIDEr")})
+    return curve
+
+
+def print_validation_curve(job: Path) -> None:
+    colour, shape = 100 / len(synthetic.COLOURS), 100 / len(synthetic.SHAPES)
+    print(f"\nheld-in validation ({job / 'log.txt'}):")
+    print(f"| step | VQA colour % (chance {colour:.1f}) | VQA shape % (chance {shape:.1f}) | caption CIDEr |")
+    print("|---:|---:|---:|---:|")
+    for point in validation_curve(job):
+        print(f"| {point['step']} | {point['colour']:.1f} | {point['shape']:.1f} | {point['cider']:.1f} |")
+
+
+HELD_OUT_CHANCE = {
+    "synthetic_count": 100 / 3,  # 1, 2 or 3 shapes
+    "synthetic_spatial": 100 / 2,  # true / false
+    "synthetic_choice": 100 / len(synthetic.SHAPES),
+    "synthetic_video_qa": 100 / len(synthetic.DIRECTIONS),
+}
+"""Accuracy of a uniform guess over each held-out task's answers."""
+
+
+def evaluate_held_out(config: Path, output: Path, checkpoint: Path) -> None:
+    """`evaluate.py --cfg-path <config>` with the trained weights, then its rows beside their chance levels."""
     from lavis_ib.cli import run
 
-    print(f"\nzero-shot held-out evaluation: python evaluate.py --cfg-path {config}")
-    run("evaluate", ["--cfg-path", str(config), "--options", f"run.output_dir={output_dir}"])
+    print(f"\nzero-shot held-out evaluation: python evaluate.py --cfg-path {config} "
+          f"--options model.checkpoint={checkpoint}")
+    run("evaluate", ["--cfg-path", str(config), "--options", f"model.checkpoint={checkpoint}",
+                     f"run.output_dir={output / 'eval'}", "run.job_id=held_out"])
+    rows = json.loads((output / "eval" / "held_out" / "results.json").read_text())["rows"]
+    print("\n| held-out task | metric | trained tiny model | chance |")
+    print("|---|---|---:|---:|")
+    for row in rows:
+        print(f"| {row['dataset']} | {row['metric']} | {row['ours']:.1f} | {HELD_OUT_CHANCE[row['dataset']]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""The demo never presents an untrained model's image-independent ranking as an answer."""
+"""The demo never presents an untrained model's image-independent ranking as an answer, and its training stage runs
+end to end: curve, best checkpoint, held-out table, each number beside chance."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 
 from lavis_ib import load_model_and_preprocess
 from lavis_ib.common.media import open_image
-from lavis_ib.demo import DEMO_IMAGE, show_candidate_scores
+from lavis_ib.demo import DEMO_IMAGE, HELD_OUT_CHANCE, main, show_candidate_scores, validation_curve
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CHOICES = ["a red circle", "a blue square", "a green triangle"]
 
@@ -23,3 +29,25 @@ def test_untrained_ranking_is_shown_as_scores_with_chance(capsys):
     blank = model.score_candidates({"image": torch.zeros_like(image), "prompt": prompt}, CHOICES).sum[0]
     for choice, score, blank_score in zip(CHOICES, scores.tolist(), blank.tolist()):
         assert f"  {choice:18s} {score:9.2f} | {blank_score:9.2f}" in out
+
+
+def test_demo_trains_then_evaluates_the_held_out_tasks_beside_chance(tmp_path, capsys, monkeypatch):
+    """`make demo`'s path on a small world and a few steps: torchrun training, the validation curve, the best
+    checkpoint evaluated on the held-out tasks, every accuracy beside its chance level."""
+    monkeypatch.chdir(REPO_ROOT)  # the demo's configs are repository paths, as `make demo` runs them
+    output = tmp_path / "out"
+    main(["--images", "60", "--nproc", "1", "--output", str(output), "--train-options", "run.max_iters=4",
+          "run.val_freq=2", "run.save_freq=2", "run.val_limit=4", "run.warmup_steps=1", "run.tensorboard=false"])
+    out = capsys.readouterr().out
+    (job,) = (output / "train").iterdir()
+    curve = validation_curve(job)
+    assert [point["step"] for point in curve] == [2, 4]
+    assert "| step | VQA colour % (chance 16.7) | VQA shape % (chance 33.3) | caption CIDEr |" in out
+    for point in curve:
+        assert f"| {point['step']} | {point['colour']:.1f} | {point['shape']:.1f} | {point['cider']:.1f} |" in out
+    best = (job / "checkpoints" / "best").read_text().strip()
+    assert f"model.checkpoint={job / 'checkpoints' / best / 'model.safetensors'}" in out
+    rows = json.loads((output / "eval" / "held_out" / "results.json").read_text())["rows"]
+    assert [row["dataset"] for row in rows] == list(HELD_OUT_CHANCE)
+    for row, chance in zip(rows, ("33.3", "50.0", "33.3", "25.0")):
+        assert f"| {row['dataset']} | {row['metric']} | {row['ours']:.1f} | {chance} |" in out

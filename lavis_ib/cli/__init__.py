@@ -45,7 +45,11 @@ def load_runner(mode: str, argv: list[str] | None = None):
         from lavis_ib.runners import Evaluator  # torch and the tasks, only once the config is valid
 
         return Evaluator.from_config(cfg, datasets=args.datasets, limit=args.limit, include_valid=args.valid)
-    cfg.pretty_print()
+    from lavis_ib.common.dist import parse_dist_env  # torch, only once the config is valid
+
+    layout = parse_dist_env()
+    if layout is None or layout.rank == 0:  # the process group does not exist yet: read the launcher's rank
+        cfg.pretty_print()
     return registry.get_runner_class(cfg.run.runner).from_config(cfg)
 
 

@@ -177,11 +177,11 @@ def convert_vqa(src: Path, split: str) -> Iterator[dict]:
     for scene in _scenes(src, split):
         thing = scene.things[scene.id % len(scene.things)]
         if scene.id % 2:
-            question, answer = f"What colour is the {thing.shape}?", thing.colour
+            kind, question, answer = "colour", f"What colour is the {thing.shape}?", thing.colour
         else:
-            question, answer = f"What shape is {thing.colour}?", thing.shape
+            kind, question, answer = "shape", f"What shape is {thing.colour}?", thing.shape
         yield {**_base(scene), "text_input": question, "text_output": answer, "answers": [answer],
-               "question_id": scene.id}
+               "question_id": scene.id, "meta": {"question_type": kind}}
 
 
 @register_converter("synthetic_vqg", ("train", "val"), WORLD_FILE)
@@ -264,8 +264,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__.split(": ", 1)[1])
     parser.add_argument("--root", help="data root (default: $LAVIS_IB_CACHE, else ~/.cache/lavis_ib)")
+    parser.add_argument("--images", type=int, default=600, help="scenes in the world (the training demo uses 5000)")
     args = parser.parse_args(argv)
-    reports = build_world(args.root)
+    reports = build_world(args.root, n_images=args.images)
     total = sum(report.written for split_reports in reports.values() for report in split_reports)
     print(f"synthetic world: {total:,} records of {len(reports)} datasets under {args.root or cache_root()}")
 

@@ -222,7 +222,7 @@ class Evaluator:
                                     f"scored; set datasets.{task.dataset}.eval.submission to write a submission file")
             return False
         for i, scorable in zip(indices, has):
-            task.check_record(records[i], i)
+            task.check(records[i], i)
             if not scorable:
                 raise task.fail(records[i], i, "has no ground truth while the rest of the split has")
         return True
@@ -312,7 +312,7 @@ class Evaluator:
             raise EvalDataError(f"{label}: every record in scope was unreadable ({len(skipped)} skipped; first: "
                                 f"{skipped[0]['skipped'] if skipped else 'none'}); nothing to score")
         if plan.scored:
-            metrics = plan.task.compute_metrics(scored)
+            metrics = plan.task.metrics(scored)
             summary.update(metrics=metrics, agg_metrics=metrics[plan.task.report_key])
             plan.store.write_json("result.json", plan.task.lavis_result(scored))
         else:

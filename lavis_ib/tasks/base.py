@@ -67,8 +67,17 @@ class EvalTask:
                               f"got {value!r}")
 
     # ----- ground truth ---------------------------------------------------------------------------------------
+    def check(self, record: dict, index: int) -> None:
+        """Raise `EvalDataError` when `record` lacks what the protocol needs: its ground truth, candidates or the
+        `meta` value `group_by` reports it under."""
+        self.check_record(record, index)
+        group_by = self.protocol.group_by
+        if group_by and not isinstance((record.get("meta") or {}).get(group_by), str):
+            raise self.fail(record, index, f"eval.group_by is {group_by!r} but the record has no meta.{group_by} "
+                                           "string")
+
     def check_record(self, record: dict, index: int) -> None:
-        """Raise `EvalDataError` when `record` lacks the ground truth (or candidates) the protocol needs."""
+        """Raise `EvalDataError` when `record` lacks the ground truth (or candidates) the task needs."""
 
     def has_ground_truth(self, record: dict) -> bool:
         """Whether `record` can be scored (a test split without answers is only predicted, for a submission)."""
@@ -130,6 +139,8 @@ class EvalTask:
         record.update({key: batch[key][i] for key in ID_KEYS if key in batch and batch[key][i] is not None})
         record["prompt"] = batch["instruction"][i]
         record["gt"] = self.ground_truth(batch, i)
+        if self.protocol.group_by:
+            record["group"] = batch["meta"][i][self.protocol.group_by]
         return record
 
     def ground_truth(self, batch: dict, i: int) -> Any:
@@ -143,6 +154,16 @@ class EvalTask:
         raise NotImplementedError(f"task {self.protocol.task!r} does not rank")
 
     # ----- metrics and outputs ---------------------------------------------------------------------------------
+    def metrics(self, predictions: list[dict]) -> dict:
+        """`compute_metrics` over all predictions, and with `group_by` over each group's too (keys `<group>/<key>`,
+        as the NoCaps server reports domains and the VQA evaluation answer types)."""
+        metrics = self.compute_metrics(predictions)
+        if self.protocol.group_by:
+            for group in sorted({p["group"] for p in predictions}):
+                members = [p for p in predictions if p["group"] == group]
+                metrics.update({f"{group}/{key}": value for key, value in self.compute_metrics(members).items()})
+        return metrics
+
     def compute_metrics(self, predictions: list[dict]) -> dict:
         """Metrics (percent) of the scored predictions."""
         raise NotImplementedError

@@ -1,7 +1,8 @@
 """Captioning (NoCaps, Flickr30K, COCO Caption, TextCaps): generate one caption per image, score with pycocoevalcap.
 
 CIDEr's document frequencies come from the evaluated references, so the metrics are computed once over the whole
-split (and once per `group_by` value, e.g. NoCaps' in-/near-/out-domain, as the NoCaps server reports them).
+split (and once per `group_by` value, e.g. NoCaps' in-/near-/out-domain, as the NoCaps server reports them: see
+`EvalTask.metrics`).
 """
 
 from __future__ import annotations
@@ -22,31 +23,14 @@ class CaptioningTask(EvalTask):
         if not is_string_list(record.get("captions")):
             raise self.fail(record, index, f"'captions' must be a non-empty list of reference strings, "
                                            f"got {record.get('captions')!r}")
-        if self.protocol.group_by and not isinstance((record.get("meta") or {}).get(self.protocol.group_by), str):
-            raise self.fail(record, index, f"eval.group_by is {self.protocol.group_by!r} but the record has no "
-                                           f"meta.{self.protocol.group_by} string")
 
     def ground_truth(self, batch: dict, i: int) -> list[str]:
         return list(batch["captions"][i])
-
-    def base_record(self, batch: dict, i: int) -> dict:
-        record = super().base_record(batch, i)
-        if self.protocol.group_by:
-            record["group"] = batch["meta"][i][self.protocol.group_by]
-        return record
 
     def from_generation(self, record: dict, output: str, batch: dict, i: int) -> dict:
         return {**record, "output": output, "caption": output}
 
     def compute_metrics(self, predictions: list[dict]) -> dict:
-        metrics = self._score(predictions)
-        if self.protocol.group_by:
-            for group in sorted({p["group"] for p in predictions}):
-                members = [p for p in predictions if p["group"] == group]
-                metrics.update({f"{group}/{key}": value for key, value in self._score(members).items()})
-        return metrics
-
-    def _score(self, predictions: list[dict]) -> dict:
         preds = {p["id"]: p["caption"] for p in predictions}
         refs = {p["id"]: p["gt"] for p in predictions}
         return self.metric_fn(preds, refs, **self.protocol.metric_options)

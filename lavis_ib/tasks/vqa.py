@@ -18,6 +18,8 @@ from lavis_ib.tasks.base import SHORT_ANSWER_DECODING, EvalTask, is_string_list
 
 ANSWER_LISTS = ("vqa_accuracy", "aokvqa_accuracy", "ivqa_accuracy")
 """Metrics that compare against all human answers (`answers`); the others compare against `text_output`."""
+HUMAN_CONSENSUS = ("vqa_accuracy", "aokvqa_accuracy")
+"""Metrics that score by agreement among several humans: a one-answer record caps them at 0 or 33 %."""
 
 
 @registry.register_task("vqa")
@@ -43,6 +45,10 @@ class VQATask(EvalTask):
         if self.uses_answer_lists and not is_string_list(record.get("answers")):
             raise self.fail(record, index, f"metric {self.metric_name} needs 'answers', a non-empty list of strings; "
                                            f"got {record.get('answers')!r}")
+        if self.metric_name in HUMAN_CONSENSUS and len(record["answers"]) == 1:
+            raise self.fail(record, index, f"metric {self.metric_name} counts how many humans gave the answer "
+                                           "(min(1, matches / 3)), but this record has one answer, so no prediction "
+                                           "can score full marks; score a one-answer dataset with metric exact_match")
         if not self.uses_answer_lists and not isinstance(record.get("text_output"), str):
             raise self.fail(record, index, f"metric {self.metric_name} needs the answer in 'text_output' (a string); "
                                            f"got {record.get('text_output')!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lavis_ib.cli import run
 from lavis_ib.datasets import synthetic
-from lavis_ib.metrics import accuracy, exact_match, vqa_accuracy
+from lavis_ib.metrics import accuracy, exact_match
 
 CONFIG = Path(__file__).resolve().parents[2] / "projects" / "instructblip" / "eval" / "synthetic.yaml"
 
@@ -22,10 +22,10 @@ def test_synthetic_held_out_suite_writes_the_results_table(tmp_path, monkeypatch
     table = capsys.readouterr().out
     rows = json.loads((job / "results.json").read_text())["rows"]
     assert [row["dataset"] for row in rows] == list(synthetic.HELD_OUT)
-    assert [row["metric"] for row in rows] == ["vqa_accuracy", "accuracy", "accuracy", "exact_match"]
+    assert [row["metric"] for row in rows] == ["exact_match", "accuracy", "accuracy", "exact_match"]
     assert (job / "results.md").read_text() in table
     recompute = {
-        "synthetic_count": lambda p: vqa_accuracy([x["answer"] for x in p], [x["gt"] for x in p])["vqa_accuracy"],
+        "synthetic_count": lambda p: exact_match([x["answer"] for x in p], [x["gt"] for x in p])["exact_match"],
         "synthetic_spatial": lambda p: accuracy([x["pred"] for x in p], [x["gt"] for x in p])["accuracy"],
         "synthetic_choice": lambda p: accuracy([x["pred"] for x in p], [x["gt"] for x in p])["accuracy"],
         "synthetic_video_qa": lambda p: exact_match([x["answer"] for x in p], [x["gt"] for x in p])["exact_match"],

@@ -282,6 +282,33 @@ def test_vqa_ground_truth_and_record_checks():
         single.check_record({"answers": ["x"]}, 0)
 
 
+def test_consensus_metrics_refuse_one_answer_records():
+    """vqa_accuracy's leave-one-out gives a one-answer record 0 whatever the prediction: an error, not a silent 0."""
+    assert vqa_accuracy(["red"], [["red"]])["vqa_accuracy"] == 0.0
+    for metric in ("vqa_accuracy", "aokvqa_accuracy"):
+        task = make_task("vqa", "synthetic_vqa", "val", metric=metric)
+        task.check_record({"answers": ["red", "red", "blue"]}, 0)
+        with pytest.raises(ValueError, match=r"synthetic_vqa val record 2 \(question_id 5\): .*one answer.*exact_match"):
+            task.check_record({"question_id": 5, "answers": ["red"]}, 2)
+    make_task("vqa", "synthetic_vqa", "val", metric="exact_match").check({"text_output": "red", "answers": ["red"]}, 0)
+
+
+def test_vqa_group_by_scores_each_group_and_checks_the_record():
+    model = FakeModel(outputs=["red", "circle", "blue", "square", "green"])
+    task = make_task("vqa", "synthetic_vqa", "val", metric="exact_match", group_by="question_type")
+    kinds = ["colour", "shape", "colour", "shape", "colour"]
+    truth = ["red", "square", "blue", "square", "red"]
+    batch = make_batch(5, text_output=truth, answers=[[t] for t in truth],
+                       meta=[{"question_type": kind} for kind in kinds])
+    predictions = task.predict(model, batch)
+    assert [p["group"] for p in predictions] == kinds
+    assert task.metrics(predictions) == {"exact_match": 60.0, "colour/exact_match": pytest.approx(200 / 3),
+                                         "shape/exact_match": 50.0}
+    assert task.compute_metrics(predictions) == {"exact_match": 60.0}
+    with pytest.raises(ValueError, match=r"synthetic_vqa val record 1: .*meta\.question_type"):
+        task.check({"text_output": "red", "meta": {}}, 1)
+
+
 def test_vizwiz_and_vqa_submission_formats():
     model = FakeModel(outputs=["coffee", "unanswerable"])
     vizwiz = make_task("vqa", "vizwiz", "test", metric="vqa_accuracy", submission="vizwiz")
@@ -356,7 +383,7 @@ def test_captioning_group_by_and_overall():
     assert [p["group"] for p in predictions] == domains
     assert [p["caption"] for p in predictions] == outputs
     assert model.generate_calls == [resolved(5, 80, 10, 1.0)]
-    metrics = task.compute_metrics(predictions)
+    metrics = task.metrics(predictions)
     overall = caption_metrics({str(i): outputs[i] for i in range(6)}, {str(i): refs[i] for i in range(6)},
                               meteor=False)
     assert set(overall) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"}
@@ -375,11 +402,11 @@ def test_captioning_group_by_and_overall():
 
 def test_captioning_group_by_checks_the_record():
     task = make_task("captioning", "nocaps", "val", group_by="domain")
-    task.check_record({"captions": ["a"], "meta": {"domain": "in-domain"}}, 0)
+    task.check({"captions": ["a"], "meta": {"domain": "in-domain"}}, 0)
     with pytest.raises(ValueError, match=r"nocaps val record 4 \(image_id 9\): .*meta\.domain"):
-        task.check_record({"captions": ["a"], "image_id": 9}, 4)
+        task.check({"captions": ["a"], "image_id": 9}, 4)
     with pytest.raises(ValueError, match="'captions'"):
-        task.check_record({"captions": [], "meta": {"domain": "in-domain"}}, 0)
+        task.check({"captions": [], "meta": {"domain": "in-domain"}}, 0)
 
 
 def test_lavis_result_rows_without_question_ids_use_the_record_id():
