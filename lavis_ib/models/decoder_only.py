@@ -126,7 +126,9 @@ class DecoderOnlyBlip2(Blip2Base):
         embeds, mask = self.generation_inputs(visual, prompt_tokens)
         copies = max(gen_kwargs.get("num_beams", 1), gen_kwargs.get("num_return_sequences", 1))
         with self.llm_compute():
-            cache = self.prefix_cache(embeds, mask, copies, embeds.shape[1] + gen_kwargs.get("max_new_tokens", 0))
+            # one copy (greedy, one sample) has nothing to share: `generate`'s own prefill and cache, unchanged
+            cache = None if copies == 1 else self.prefix_cache(
+                embeds, mask, copies, embeds.shape[1] + gen_kwargs.get("max_new_tokens", 0))
             out = self.llm.generate(
                 inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, eos_token_id=self.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id, **gen_kwargs,
