@@ -55,7 +55,7 @@ class RunConfig:
     beta1: float = 0.9
     grad_clip: Optional[float] = None  # max global grad norm of the trainable parameters; None or 0: no clipping
     decay_steps: Optional[int] = None  # linear_warmup_step_lr: steps between decays (None: the scheduler's default)
-    fsdp: bool = False  # reserved: FSDP2 sharding of the frozen LLM (not implemented; true is an error)
+    fsdp: bool = False  # shard the frozen LLM across the ranks with FSDP2 (runners/sharding.py)
     # schedule and bookkeeping (in optimizer steps for runner_iter)
     max_epoch: Optional[int] = None  # LAVIS runner_base only; runner_iter rejects it (use max_iters)
     max_iters: Optional[Union[int, float]] = None  # LAVIS casts e.g. 2e4 with int(float(...))

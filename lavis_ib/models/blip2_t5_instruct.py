@@ -105,7 +105,7 @@ class Blip2T5Instruct(Blip2Base):
     def generate_ids_from(self, visual: torch.Tensor, prompt_tokens: dict, gen_kwargs: dict) -> torch.Tensor:
         embeds, mask = self.encoder_inputs(visual, prompt_tokens)
         with self.llm_compute():
-            return self.llm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
+            return self.llm.generate(inputs_embeds=embeds, attention_mask=mask, synced_gpus=False, **gen_kwargs)
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """Decoded without stripping, as LAVIS's T5 model returns its text."""

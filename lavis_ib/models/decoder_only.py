@@ -129,9 +129,11 @@ class DecoderOnlyBlip2(Blip2Base):
             # one copy (greedy, one sample) has nothing to share: `generate`'s own prefill and cache, unchanged
             cache = None if copies == 1 else self.prefix_cache(
                 embeds, mask, copies, embeds.shape[1] + gen_kwargs.get("max_new_tokens", 0))
+            # synced_gpus=False: transformers turns it on for an FSDP-sharded LLM, which would make every rank call
+            # generate equally often; validation gathers the LLM instead (runners/sharding.py)
             out = self.llm.generate(
                 inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, eos_token_id=self.eos_token_id,
-                pad_token_id=self.tokenizer.pad_token_id, **gen_kwargs,
+                pad_token_id=self.tokenizer.pad_token_id, synced_gpus=False, **gen_kwargs,
             )
         return self.clean_output_ids(out)
 

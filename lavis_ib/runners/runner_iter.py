@@ -42,6 +42,7 @@ from lavis_ib.datasets.sampling import balanced_mixture
 from lavis_ib.runners.checkpoints import CheckpointStore, rng_state, set_rng_state
 from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
 from lavis_ib.runners.optim import max_iters_of, optimizer_from_run, param_group_summary, scheduler_from_run
+from lavis_ib.runners.sharding import gathered, shard_frozen_llm
 from lavis_ib.runners.train_log import TrainLog
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,6 @@ def check_training_run(run, cfg_path: str) -> int:
     if run.amp:
         raise ConfigError(f"{cfg_path}: run.amp: set run.precision instead: fp16 (LAVIS's amp: True, with a grad "
                           "scaler) or bf16 (the default on CUDA)")
-    if run.fsdp:
-        raise ConfigError(f"{cfg_path}: run.fsdp: FSDP2 sharding of the frozen LLM is not implemented yet; train "
-                          "with DDP (run.fsdp: false) and model.llm_grad_checkpoint or a smaller run.batch_size_train")
     if run.train_dataset_ratios:
         raise ConfigError(f"{cfg_path}: run.train_dataset_ratios: set each dataset's sample_ratio instead "
                           "(datasets.<name>.sample_ratio multiplies its sqrt-size share, paper §2.4)")
@@ -226,12 +224,19 @@ class RunnerIter:
                           pin_memory=self.info.device.type == "cuda")
 
     def wrap(self, model):
-        """DDP over the trainable parameters only: frozen ViT/LLM weights are neither broadcast nor bucketed."""
+        """DDP over the trainable parameters only: frozen ViT/LLM weights are neither broadcast nor bucketed; with
+        `run.fsdp` the frozen LLM is sharded across the ranks first (`sharding`)."""
         if not self.info.distributed:
+            if self.run.fsdp:
+                log.info("run.fsdp: one process, nothing to shard the LLM across; it stays whole")
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+        if self.run.fsdp:
+            blocks = shard_frozen_llm(model.llm)
+            log.info("run.fsdp: the frozen LLM is sharded across %d ranks (%d blocks, FSDP2)",
+                     self.info.world_size, blocks)
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
         device_ids = [self.info.device.index] if self.info.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
@@ -407,8 +412,9 @@ class RunnerIter:
     def validate(self, evaluator: Evaluator, model, engine, progress: Progress) -> bool:
         """Evaluate the valid splits; True when the score (mean `agg_metrics`, or `run.best_metric`'s) is the best."""
         engine.eval()
-        summaries = evaluator.evaluate_model(model, self.job_dir / "validation" / f"step_{progress.step}",
-                                             self.info, splits=self.run.valid_splits)
+        with gathered(model.llm):  # ranks validate uneven shares: no per-block collectives (run.fsdp)
+            summaries = evaluator.evaluate_model(model, self.job_dir / "validation" / f"step_{progress.step}",
+                                                 self.info, splits=self.run.valid_splits)
         engine.train()
         scores = {f"{s['dataset']}/{s['split']}": s["agg_metrics"] for s in summaries
                   if s.get("agg_metrics") is not None}

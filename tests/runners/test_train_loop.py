@@ -156,7 +156,6 @@ def test_tensorboard_event_files_hold_the_logged_scalars(cache, tmp_path):
     ("run.max_iters=null", "run.max_iters is required"),
     ("run.batch_size_trian=4", "batch_size_train"),
     ("run.best_metric=synthetic_vqa/test", "not a validated split"),
-    ("run.fsdp=true", "FSDP2 sharding of the frozen LLM is not implemented yet"),
     ("run.train_dataset_ratios={synthetic_vqa: 2}", "set each dataset's sample_ratio instead"),
 ])
 def test_config_errors_name_our_key(cache, tmp_path, capsys, option, expected):

@@ -5,6 +5,7 @@
 - `DUMP_WEIGHTS_DIR=d`: after the last step every rank writes its trainable weights to `d/rank<r>.safetensors`.
 """
 
+import logging
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from lavis_ib.common import dist
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO)  # as train.py (cli.run) does
     runner = load_runner("train", sys.argv[1:])
     kill_after = int(os.environ.get("KILL_AFTER_STEP", 0))
     dump = os.environ.get("DUMP_WEIGHTS_DIR")
