@@ -341,23 +341,33 @@ def check(directory: Path, s: Settings = Settings(), steps: int = CHECK_STEPS) -
     maker = RowMaker(cfg)
     rows, _ = corpus(s, maker)
     losses = train(build_lm(cfg, s.seed), rows, s, maker.pad_id, steps=steps, log=lambda _: None)
+    return problems + loss_mismatch(losses["losses"], record, steps)
+
+
+def loss_mismatch(losses: list[float], record: dict, steps: int) -> list[str]:
+    """A problem when the re-run first `steps` losses differ (beyond 1e-4) from those `record` holds."""
     expected = record["first_losses"][:steps]
-    if any(abs(a - b) > 1e-4 for a, b in zip(losses["losses"], expected)):
-        problems.append(f"the first {steps} losses {losses['losses']} differ from the recorded {expected}")
-    return problems
+    if any(abs(a - b) > 1e-4 for a, b in zip(losses, expected)):
+        return [f"the first {steps} losses {losses} differ from the recorded {expected}"]
+    return []
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+def tool_main(make_fn, check_fn, default_out: Path, doc: str, argv: list[str] | None) -> int:
+    """The command line both asset tools share: write to `--out`, or `--check` that it came from the settings."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default_out, help=f"output directory (default {default_out})")
     parser.add_argument("--check", action="store_true", help="verify --out was made by this tool's settings")
     args = parser.parse_args(argv)
     if args.check:
-        problems = check(args.out)
+        problems = check_fn(args.out)
         print("\n".join(problems) or f"{args.out}: made by this tool's settings")
         return 1 if problems else 0
-    make(args.out)
+    make_fn(args.out)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return tool_main(make, check, DEFAULT_OUT, __doc__, argv)
 
 
 if __name__ == "__main__":

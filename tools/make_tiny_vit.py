@@ -18,7 +18,6 @@ Run: `python tools/make_tiny_vit.py [--out DIR]` (about a minute on one core), `
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -182,23 +181,11 @@ def check(directory: Path, s: Settings = Settings(), steps: int = CHECK_STEPS) -
         problems.append(f"ViT {record['vision']} at {record['image_size']} px differs from model type "
                         f"{make_tiny_lm.MODEL_TYPE!r}'s {asdict(cfg.vision)} at {cfg.image_size} px")
     _, history = train(s, steps=steps, log=lambda _: None)
-    expected = record["first_losses"][:steps]
-    if any(abs(a - b) > 1e-4 for a, b in zip(history["losses"], expected)):
-        problems.append(f"the first {steps} losses {history['losses']} differ from the recorded {expected}")
-    return problems
+    return problems + make_tiny_lm.loss_mismatch(history["losses"], record, steps)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    parser.add_argument("--check", action="store_true", help="verify --out was made by this tool's settings")
-    args = parser.parse_args(argv)
-    if args.check:
-        problems = check(args.out)
-        print("\n".join(problems) or f"{args.out}: made by this tool's settings")
-        return 1 if problems else 0
-    make(args.out)
-    return 0
+    return make_tiny_lm.tool_main(make, check, DEFAULT_OUT, __doc__, argv)
 
 
 if __name__ == "__main__":
