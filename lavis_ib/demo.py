@@ -16,7 +16,6 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from lavis_ib import load_dataset, load_model_and_preprocess, model_zoo, registry
+from lavis_ib.common.dist import free_port
 from lavis_ib.common.media import open_image
 from lavis_ib.common.paths import assets_root
 from lavis_ib.datasets import synthetic
@@ -143,12 +143,6 @@ def train_on_held_in(config: Path, output: Path, nproc: int, cache: str, options
     subprocess.run(command, env=env, check=True)
     print(f"trained in {time.perf_counter() - start:.0f} s")
     return output / "train" / job_id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def validation_curve(job: Path) -> list[dict]:

@@ -118,10 +118,10 @@ def accuracy(probe: PatchProbe, images: torch.Tensor, labels: torch.Tensor) -> d
     return out
 
 
-def train(s: Settings, steps: int | None = None, log=print) -> tuple[PatchProbe, dict]:
-    """AdamW on the patch labels of `s.scenes` fresh scenes; the probe, the per-step losses and a logged curve."""
+def train(s: Settings, cfg, steps: int | None = None, log=print) -> tuple[PatchProbe, dict]:
+    """AdamW on the patch labels of `s.scenes` fresh scenes for the model config `cfg`'s ViT; the probe, the
+    per-step losses and a logged curve."""
     torch.set_num_threads(1)
-    cfg = make_tiny_lm.model_config()
     grid = cfg.image_size // cfg.vision.patch_size
     start = time.perf_counter()
     images, labels = rendered_set(s.scenes, s.seed, cfg.image_size, grid)
@@ -156,8 +156,8 @@ def train(s: Settings, steps: int | None = None, log=print) -> tuple[PatchProbe,
 
 def make(out: Path, s: Settings = Settings(), log=print) -> dict:
     """Pre-train the ViT with settings `s` and write it (weights, `pretraining.json`) to `out`."""
-    probe, history = train(s, log=log)
     cfg = make_tiny_lm.model_config()
+    probe, history = train(s, cfg, log=log)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in probe.vit.state_dict().items()}, str(out / WEIGHTS_FILE))
     record = {"tool": "tools/make_tiny_vit.py", "settings": asdict(s), "model_type": make_tiny_lm.MODEL_TYPE,
@@ -180,7 +180,7 @@ def check(directory: Path, s: Settings = Settings(), steps: int = CHECK_STEPS) -
     if record["vision"] != asdict(cfg.vision) or record["image_size"] != cfg.image_size:
         problems.append(f"ViT {record['vision']} at {record['image_size']} px differs from model type "
                         f"{make_tiny_lm.MODEL_TYPE!r}'s {asdict(cfg.vision)} at {cfg.image_size} px")
-    _, history = train(s, steps=steps, log=lambda _: None)
+    _, history = train(s, cfg, steps=steps, log=lambda _: None)
     return problems + make_tiny_lm.loss_mismatch(history["losses"], record, steps)
 
 

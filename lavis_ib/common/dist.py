@@ -15,6 +15,7 @@ import datetime
 import functools
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from dataclasses import dataclass
@@ -77,6 +78,13 @@ def _int_var(environ: Mapping[str, str], name: str, default: Optional[int] = Non
         return int(raw)
     except ValueError:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now: a `--master_port` for a local torchrun (the demo, the tests)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def first_host(nodelist: str) -> str:

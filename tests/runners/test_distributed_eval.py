@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from lavis_ib.common.dist import free_port
 from tests.tasks.fixtures import write_eval_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = {"gqa": 9, "scienceqa": 7, "hateful_memes": 5}  # generation, per-sample choices, verbalizers
 DEADLINE_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(path: Path, data_root: Path, output_dir: Path, datasets: dict[str, int]) -> Path:

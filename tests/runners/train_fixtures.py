@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
+from lavis_ib.common.dist import free_port
 from lavis_ib.datasets import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +45,6 @@ def environment(cache: Path) -> dict:
     # one thread per process, so floating-point reductions are the same in every run
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false", LAVIS_IB_CACHE=str(cache))
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(script: Path, nproc: int, *args: str) -> list[str]:
