@@ -10,23 +10,28 @@ setup(
     packages=find_packages(include=["lavis_ib", "lavis_ib.*"]),
     include_package_data=True,
     package_data={"lavis_ib": ["configs/**/*.yaml", "assets/**/*"]},
+    # Floors are the versions the test suite runs against: constraints.txt pins each of them at exactly its floor,
+    # so `make test` (and CI) always checks the floor; tests/test_packaging.py keeps the two files equal.
     install_requires=[
-        "torch>=2.4",
-        "torchvision",
-        "timm>=1.0",
-        "transformers>=4.46",
-        "sentencepiece",
-        "protobuf",
-        "omegaconf>=2.3",
-        "safetensors",
-        "pillow",
-        "tqdm",
-        "tensorboard",  # training logs (torch.utils.tensorboard writes the event files)
-        "av",
-        "webdataset",
-        "pycocoevalcap",
+        "torch>=2.14.1",
+        "torchvision>=0.29.1",
+        "timm>=1.0.31",
+        "transformers>=5.23.0",
+        "tokenizers>=0.23.3",
+        "sentencepiece>=0.2.3",
+        "protobuf>=7.36.2",
+        "numpy>=2.4.6",
+        "omegaconf>=2.4.0",
+        "safetensors>=0.8.0",
+        "pillow>=13.0.0",
+        "tqdm>=4.70.1",
+        "tensorboard>=2.21.0",  # training logs (torch.utils.tensorboard writes the event files)
+        "av>=18.1.0",
+        "webdataset>=1.0.2",
+        "pycocoevalcap>=1.2",
     ],
-    extras_require={"dev": ["pytest", "pytest-timeout", "scikit-learn"]},  # sklearn: the ROC-AUC oracle in tests
+    # sklearn: the ROC-AUC oracle in tests; PyYAML: tests write configs
+    extras_require={"dev": ["pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1", "PyYAML>=6.0.4"]},
     entry_points={
         "console_scripts": [
             "lavis-ib-convert-data = lavis_ib.datasets.convert:main",

@@ -3,8 +3,10 @@ models build from an installed copy with the source tree out of reach."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,3 +110,25 @@ def test_wheel_ships_every_asset(installed):
     actual = sorted(str(p.relative_to(installed_assets)) for p in installed_assets.rglob("*")
                     if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
     assert actual == expected
+
+
+def declared_floors() -> dict[str, str]:
+    """`{name: floor}` of setup.py's install_requires and dev extra (every entry must be `name>=version`)."""
+    text = (REPO_ROOT / "setup.py").read_text(encoding="utf-8")
+    floors = {}
+    for entry in re.findall(r'"([A-Za-z][\w.-]*[<>=!~][^"]*)"', text):
+        name, _, version = entry.partition(">=")
+        assert version and re.fullmatch(r"[\d.]+", version), f"setup.py: {entry!r} is not 'name>=version'"
+        floors[name.lower()] = version
+    return floors
+
+
+def test_every_dependency_floor_is_what_the_suite_runs_against():
+    """setup.py's floors are constraints.txt's pins, and this environment has exactly them installed: the suite
+    always runs at the floors a user's install may get."""
+    floors = declared_floors()
+    pins = dict(line.lower().split("==") for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    assert floors and floors == pins
+    installed = {name: importlib.metadata.version(name) for name in floors}
+    assert installed == floors

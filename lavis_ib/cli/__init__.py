@@ -11,18 +11,25 @@ import logging
 import sys
 
 from lavis_ib.common.config import Config
-from lavis_ib.common.errors import EvalDataError
-from lavis_ib.common.io import WeightMismatchError
-from lavis_ib.common.registry import UnknownNameError, registry
-from lavis_ib.common.schema import ConfigError
-from lavis_ib.datasets.records import RecordError
+from lavis_ib.common.errors import UserError
+from lavis_ib.common.registry import registry
 
-USER_ERRORS = (ConfigError, FileNotFoundError, UnknownNameError, EvalDataError, RecordError, WeightMismatchError)
-"""What a bad config, bad data or a wrong weights file raises: reported as one line. Anything else is a bug and
-keeps its traceback."""
+USER_ERRORS = (UserError, FileNotFoundError)
+"""What a bad config, bad data, a wrong weights file or checkpoint raises (`UserError`), and a file that is not
+there: reported as one line. Anything else is a bug and keeps its traceback."""
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
+
+
+def user_message(error: BaseException) -> str:
+    """The error's message as one line. An error raised in a DataLoader worker reaches the rank with the worker's
+    traceback text in its message (torch's re-raise); the user's message is that traceback's last line."""
+    text = str(error)
+    if "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def parse_args(mode: str, argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +67,7 @@ def run(mode: str, argv: list[str] | None = None):
         runner = load_runner(mode, argv)
         return getattr(runner, mode)()
     except USER_ERRORS as error:
-        print(f"{mode}: error: {error}", file=sys.stderr)
+        print(f"{mode}: error: {user_message(error)}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
     except RuntimeError as error:
         from lavis_ib.runners import TrainingDiverged  # a diverged run is reported, not a traceback

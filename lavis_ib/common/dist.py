@@ -286,6 +286,20 @@ def shard_indices(n: int, rank: int, world_size: int) -> range:
     return range(start, start + base + (1 if rank < extra else 0))
 
 
+def batch_ranges(n: int, batch_size: int) -> list[range]:
+    """`range(n)` cut into consecutive batches of `batch_size`, the last one possibly short."""
+    if n < 0 or batch_size < 1:
+        raise ValueError(f"cannot cut {n} items into batches of {batch_size}")
+    return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def shard_batches(batches: list[T], rank: int, world_size: int) -> list[T]:
+    """Rank `rank`'s contiguous run of whole `batches` (`shard_indices` over the batches, not the items): every
+    world size runs the same batches, so a result that depends on a sample's batch-mates (left padding, beam search
+    at float near-ties) does not depend on the number of ranks. Ranks differ by at most one batch; nothing padded."""
+    return [batches[k] for k in shard_indices(len(batches), rank, world_size)]
+
+
 class ShardSampler(Sampler[int]):
     """Evaluation sampler yielding this rank's `shard_indices` of a dataset, in order; rank and world size default
     to the current process group, so concatenating ranks' outputs in rank order restores the dataset order."""

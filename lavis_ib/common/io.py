@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lavis_ib.common.errors import UserError
 from lavis_ib.common.paths import cache_root
 
 
@@ -43,7 +44,7 @@ HUB_PROBE_TIMEOUT_S = 10.0
 DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, not for the whole download
 
 
-class WeightNotFoundError(FileNotFoundError):
+class WeightNotFoundError(UserError, FileNotFoundError):
     """A configured weight location does not exist; the message names the config key and the path tried."""
 
 
@@ -51,14 +52,11 @@ class HubUnavailableError(WeightNotFoundError):
     """A hub id is configured but the hub cannot be reached (or is disabled) and no cached copy exists."""
 
 
-class WeightMismatchError(KeyError):
+class WeightMismatchError(UserError, KeyError):
     """A weights file whose tensor names do not fit the model (missing trainable tensors, unknown keys)."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
-
-class FileFormatError(ValueError):
+class FileFormatError(UserError, ValueError):
     """A file exists but does not hold what it should; the message names the file, what it holds and what was expected."""
 
 

@@ -16,12 +16,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from lavis_ib.common.errors import UserError
+
 ImageSource = Union[str, "os.PathLike[str]", BinaryIO]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-class MediaError(OSError):
+class MediaError(UserError, OSError):
     """An image or video that cannot be read; the message names the file and the reason."""
 
     def __init__(self, message: str, path: str | None = None):

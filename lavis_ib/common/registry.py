@@ -13,6 +13,8 @@ import fnmatch
 import importlib
 from typing import Callable, Iterator, TypeVar
 
+from lavis_ib.common.errors import UserError
+
 T = TypeVar("T")
 
 KINDS = ("model", "builder", "converter", "processor", "task", "runner", "lr_scheduler", "metric")
@@ -37,19 +39,18 @@ def closest_match(name: str, candidates) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name_message(kind: str, name: str, known) -> str:
-    """The error text for a miss: what was asked for, what exists, and the likely intended name."""
+def unknown_name_message(kind: str, name: str, known, scope: str = "") -> str:
+    """The error text for a miss: what was asked for (`scope`: whose, e.g. an architecture), what exists, and the
+    likely intended name."""
     known = sorted(known)
     hint = closest_match(name, known)
-    text = f"unknown {kind} {name!r}; known {kind}s: {', '.join(known) or '(none)'}"
+    of = f" of {scope}" if scope else ""
+    text = f"unknown {kind} {name!r}{of}; known {kind}s{of}: {', '.join(known) or '(none)'}"
     return text + (f"; did you mean {hint!r}?" if hint else "")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UserError, KeyError):
     """A name (component, model type, split) that is not known; the message lists the known ones."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class Registry:
@@ -85,6 +86,10 @@ class Registry:
             return self.entries[name]
         except KeyError:
             raise UnknownNameError(unknown_name_message(self.kind, name, self.entries)) from None
+
+    def name_of(self, obj: object) -> str | None:
+        """The name `obj` is registered under, or None."""
+        return next((name for name, entry in self.entries.items() if entry is obj), None)
 
     def list(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching a shell-style pattern."""

@@ -64,10 +64,18 @@ class RunConfig:
     save_freq: int = 1000  # steps between checkpoints (0: only the last one, and on SIGTERM/SIGUSR1)
     val_freq: Optional[int] = None  # steps between validations on valid_splits (None: only after the last step)
     val_limit: Optional[int] = None  # validate on the first N records of each valid split (None: all)
-    best_metric: Optional[str] = None  # "<dataset>/<split>" whose agg_metrics picks the best checkpoint; None: mean
+    # "<dataset>/<split>" whose agg_metrics (its eval protocol's reported metric, higher is better) picks the best
+    # checkpoint; None: the first validated split in config order (never a mean: CIDEr and accuracies differ in scale)
+    best_metric: Optional[str] = None
     keep_last: int = 3  # step checkpoints kept (0: all); the best one is never deleted
     save_last: bool = True
-    resume: Optional[Literal["auto"]] = None  # "auto": continue from <job>/checkpoints/latest when it exists
+    # A job folder that already holds checkpoints (runners/job_folder.py): "auto" continues from its latest, so a
+    # relaunch or requeue needs only the same command and job_id; "restart" moves its files aside and starts at
+    # step 0; "never" refuses to start there. Nothing is ever deleted.
+    resume: Literal["auto", "restart", "never"] = "auto"
+    # "exact": a resumed run's lr schedule must equal its checkpoint's; "extend": run.max_iters may grow (same
+    # optimizer state and data stream, the schedule recomputed for the new length; not bitwise a longer plan)
+    resume_schedule: Literal["exact", "extend"] = "exact"
     resume_ckpt_path: Optional[str] = None  # a checkpoint directory (step_<N>) of this runner to continue from
     tensorboard: bool = True  # TensorBoard event files in <job>/tensorboard (rank 0)
 

@@ -13,10 +13,11 @@ import types
 import typing
 from typing import Any, Mapping
 
+from lavis_ib.common.errors import UserError
 from lavis_ib.common.registry import closest_match
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config key or value is invalid; the message names the source file and the dotted key."""
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from lavis_ib.common.errors import UserError
+
 BOMS = (
     (codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"),
     (codecs.BOM_UTF16_LE, "UTF-16 LE"), (codecs.BOM_UTF16_BE, "UTF-16 BE"),
 )
 
 
-class EncodingError(ValueError):
+class EncodingError(UserError, ValueError):
     """A file that is not UTF-8; the message names the file, line, byte offset and the encoding it looks like."""
 
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from lavis_ib.common.errors import UserError
 from lavis_ib.common.io import atomic_write_path, file_sha256
 from lavis_ib.common.registry import closest_match
 from lavis_ib.datasets.encoding import decode_utf8
@@ -66,7 +67,7 @@ FIELDS: dict[str, Field] = {
 REQUIRED = tuple(name for name, spec in FIELDS.items() if spec.required)
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A record that does not follow the schema; the message names where it came from."""
 
 
@@ -154,7 +155,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(UserError, FileExistsError):
     """A finished output is already there; converting again needs an explicit overwrite."""
 
 
@@ -191,7 +192,7 @@ MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "lavis_ib.shards/1"
 
 
-class ShardSetError(ValueError):
+class ShardSetError(UserError, ValueError):
     """A webdataset shard set that was not published whole: no manifest, or shards that disagree with it."""
 
 

@@ -1,8 +1,11 @@
-"""Argument checks shared by the metrics: each failure is a `ValueError` naming the argument and what was expected."""
+"""Argument checks shared by the metrics: each failure is a `ValueError` naming the argument and what was expected
+(no sample at all: `UndefinedMetricError`, a metric without a value rather than malformed input)."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
+
+from lavis_ib.metrics.undefined import UndefinedMetricError
 
 
 def _labelled(values):
@@ -10,10 +13,16 @@ def _labelled(values):
     return values.items() if isinstance(values, Mapping) else enumerate(values)
 
 
-def check_paired(left_name: str, left: Sequence, right_name: str, right: Sequence) -> None:
-    """Both sequences non-empty and of one length, since every per-sample metric pairs them item by item."""
-    if len(left) == 0:
-        raise ValueError(f"{left_name} is empty: expected at least one sample")
+def check_samples(name: str, values: Sequence, keys: Sequence[str]) -> None:
+    """At least one sample: a metric of none, whose `keys` are undefined, raises `UndefinedMetricError`."""
+    if len(values) == 0:
+        raise UndefinedMetricError(f"{name} is empty: expected at least one sample", keys)
+
+
+def check_paired(left_name: str, left: Sequence, right_name: str, right: Sequence, keys: Sequence[str]) -> None:
+    """Both sequences non-empty (`check_samples`) and of one length, since every per-sample metric pairs them item
+    by item."""
+    check_samples(left_name, left, keys)
     if len(left) != len(right):
         raise ValueError(
             f"{left_name} has {len(left)} items but {right_name} has {len(right)}: expected one per sample"

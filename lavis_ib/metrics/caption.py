@@ -8,7 +8,7 @@ import shutil
 from typing import Hashable, Mapping
 
 from lavis_ib.common.registry import registry
-from lavis_ib.metrics._checks import check_answer_lists, check_strings
+from lavis_ib.metrics._checks import check_answer_lists, check_samples, check_strings
 
 _NEEDS_JAVA = "needs Java on PATH (pycocoevalcap runs {tool} as a Java program)"
 
@@ -28,13 +28,12 @@ def meteor_scorer():
     return Meteor()
 
 
-def _check_captions(preds: Mapping, refs: Mapping) -> list:
+def _check_captions(preds: Mapping, refs: Mapping, keys: list[str]) -> list:
     """The ids, in `preds` order, after checking both maps cover the same ids with a caption and references each."""
     for name, value in (("preds", preds), ("refs", refs)):
         if not isinstance(value, Mapping):
             raise ValueError(f"{name} is {type(value).__name__}: expected a dict from sample id to caption(s)")
-        if not value:
-            raise ValueError(f"{name} is empty: expected at least one sample")
+        check_samples(name, value, keys)
     missing = [key for key in preds if key not in refs][:5]
     extra = [key for key in refs if key not in preds][:5]
     if missing or extra:
@@ -72,7 +71,8 @@ def caption_metrics(
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    ids = _check_captions(preds, refs)
+    keys = [f"Bleu_{n}" for n in range(1, 5)] + (["METEOR"] if meteor else []) + ["ROUGE_L", "CIDEr"]
+    ids = _check_captions(preds, refs, keys)
     gts, res = tokenize_captions(preds, refs, ids)
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     result = {f"Bleu_{n}": 100.0 * score for n, score in enumerate(bleu, start=1)}

@@ -7,13 +7,14 @@ import operator
 from typing import Sequence
 
 from lavis_ib.common.registry import registry
-from lavis_ib.metrics._checks import check_paired, percent
+from lavis_ib.metrics._checks import check_paired, check_samples, percent
+from lavis_ib.metrics.undefined import UndefinedMetricError
 
 
 @registry.register_metric("accuracy")
 def accuracy(pred: list[int], gold: list[int]) -> dict:
     """Top-1 accuracy in percent: the share of samples whose predicted class index equals the gold one."""
-    check_paired("pred", pred, "gold", gold)
+    check_paired("pred", pred, "gold", gold, ["accuracy"])
     return {"accuracy": percent(sum(p == g for p, g in zip(pred, gold)), len(pred))}
 
 
@@ -35,8 +36,9 @@ def _doubled_average_ranks(scores: Sequence[float]) -> list[int]:
 @registry.register_metric("roc_auc")
 def roc_auc(scores: list[float], labels: list[int]) -> dict:
     """Area under the ROC curve in percent, as the Mann-Whitney U of the positives' average ranks (equal to
-    sklearn's `roc_auc_score`, ties counting one half). Higher scores mean "positive"; ±inf is allowed, NaN not."""
-    check_paired("scores", scores, "labels", labels)
+    sklearn's `roc_auc_score`, ties counting one half). Higher scores mean "positive"; ±inf is allowed, NaN not.
+    Labels of one class only leave it undefined (`UndefinedMetricError`)."""
+    check_paired("scores", scores, "labels", labels, ["roc_auc"])
     values = []
     for index, score in enumerate(scores):
         try:
@@ -52,8 +54,9 @@ def roc_auc(scores: list[float], labels: list[int]) -> dict:
     positives = sum(1 for label in labels if label == 1)
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
-        raise ValueError(
-            f"labels are all {int(positives > 0)}: ROC-AUC needs at least one positive (1) and one negative (0)"
+        raise UndefinedMetricError(
+            f"labels are all {int(positives > 0)}: ROC-AUC needs at least one positive (1) and one negative (0)",
+            ["roc_auc"],
         )
     doubled = _doubled_average_ranks(values)
     doubled_u = sum(rank for rank, label in zip(doubled, labels) if label == 1) - positives * (positives + 1)
@@ -64,8 +67,7 @@ def roc_auc(scores: list[float], labels: list[int]) -> dict:
 def ranking_metrics(gt_ranks: list[int], ks: Sequence[int] = (1, 5, 10)) -> dict:
     """Visual Dialog metrics from each round's 1-based rank of the true answer: MRR and R@k in percent, and the
     mean rank (in ranks, not percent)."""
-    if len(gt_ranks) == 0:
-        raise ValueError("gt_ranks is empty: expected at least one rank")
+    check_samples("gt_ranks", gt_ranks, ["mrr", *(f"r@{k}" for k in ks), "mean_rank"])
     ranks = []
     for index, rank in enumerate(gt_ranks):
         try:

@@ -128,7 +128,7 @@ def vqa_accuracy(
     LAVIS and allenai's `eval_predictions.py` score it: min(1, #raw exact matches / 3), no leave-one-out or
     normalisation. `per_sample=True` adds each question's score (percent) under "per_sample".
     """
-    check_paired("preds", preds, "answers", answers)
+    check_paired("preds", preds, "answers", answers, ["vqa_accuracy"])
     check_strings("preds", preds)
     check_answer_lists("answers", answers)
     if variant not in _VARIANTS:
@@ -144,7 +144,7 @@ def vqa_accuracy(
 def exact_match(preds: list[str], answers: list[str], normalize: bool = True) -> dict:
     """GQA top-1 accuracy in percent: prediction equals the answer after both get the official VQA normalisation
     (`normalize=False`: raw). Upstream LAVIS normalises only the prediction; that differs only on unnormal answers."""
-    check_paired("preds", preds, "answers", answers)
+    check_paired("preds", preds, "answers", answers, ["exact_match"])
     check_strings("preds", preds)
     check_strings("answers", answers)
     prepare = _preparer(normalize)
@@ -156,7 +156,7 @@ def exact_match(preds: list[str], answers: list[str], normalize: bool = True) ->
 def ivqa_accuracy(preds: list[str], answers: list[list[str]], normalize: bool = True) -> dict:
     """iVQA accuracy in percent: min(#annotators giving the prediction / 2, 1) per question (Just Ask), comparing
     after the official VQA normalisation of both sides (`normalize=False`: raw strings)."""
-    check_paired("preds", preds, "answers", answers)
+    check_paired("preds", preds, "answers", answers, ["ivqa_accuracy"])
     check_strings("preds", preds)
     check_answer_lists("answers", answers)
     prepare = _preparer(normalize)
@@ -168,4 +168,5 @@ def ivqa_accuracy(preds: list[str], answers: list[list[str]], normalize: bool = 
 def aokvqa_accuracy(preds: list[str], answers: list[list[str]]) -> dict:
     """A-OKVQA direct-answer accuracy in percent: `vqa_accuracy(..., variant="aokvqa")` under its own name, so a
     config selects it by metric name alone."""
+    check_paired("preds", preds, "answers", answers, ["aokvqa_accuracy"])
     return {"aokvqa_accuracy": vqa_accuracy(preds, answers, variant="aokvqa")["vqa_accuracy"]}

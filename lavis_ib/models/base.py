@@ -18,7 +18,7 @@ import lavis_ib.common.config  # noqa: F401  (registers the ${assets:...} config
 from torch import nn
 
 from lavis_ib.common.paths import configs_root
-from lavis_ib.common.registry import UnknownNameError, unknown_name_message
+from lavis_ib.common.registry import UnknownNameError, registry, unknown_name_message
 from lavis_ib.common.schema import ConfigError, check_node, from_dict
 
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ class BaseModel(nn.Module):
     def default_config_path(cls, model_type: str) -> Path:
         """The default YAML of `model_type`, shipped inside the package."""
         if model_type not in cls.PRETRAINED_MODEL_CONFIG_DICT:
-            raise UnknownNameError(unknown_name_message(f"model_type of {cls.__name__}", model_type, cls.PRETRAINED_MODEL_CONFIG_DICT))
+            arch = registry["model"].name_of(cls) or cls.__name__
+            raise UnknownNameError(unknown_name_message("model_type", model_type, cls.PRETRAINED_MODEL_CONFIG_DICT,
+                                                        scope=arch))
         return configs_root / cls.PRETRAINED_MODEL_CONFIG_DICT[model_type]
 
     @classmethod

@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import BatchEncoding, BertTokenizer, GPT2Tokenizer, LlamaTokenizer, PreTrainedTokenizerBase
 from transformers import T5Tokenizer
 
+from lavis_ib.common.errors import UserError
 from lavis_ib.common.io import HUB_TOKENIZER_PATTERNS, WeightNotFoundError, hub_snapshot
 from lavis_ib.common.paths import assets_root
 
@@ -45,7 +46,7 @@ MIN_REGULAR_TOKENS = 256
 QFORMER_TOKENIZER_KEY = "qformer_tokenizer"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A configured tokenizer location holds no usable tokenizer; the message names the config key and the path."""
 
 

@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lavis_ib.common.io import FileFormatError, atomic_write_path, describe_content
+from lavis_ib.common.io import FileFormatError, atomic_write_path, default_file_mode, describe_content
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class CheckpointStore:
             torch.save(train_state, handle)
         (staging / META_FILE).write_text(meta + "\n", encoding="utf-8")
         for name in (MODEL_FILE, TRAIN_STATE_FILE, META_FILE):
+            os.chmod(staging / name, default_file_mode())  # safetensors writes 0600: colleagues must read weights
             fsync_file(staging / name)
         fsync_dir(staging)
         target = self._move_into_place(staging, step)

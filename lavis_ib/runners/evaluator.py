@@ -1,9 +1,11 @@
 """Zero-shot evaluation of every dataset in a config: `python evaluate.py` or `torchrun evaluate.py`.
 
-For each dataset split: check the ground truth of every record, skip the samples already in its prediction files
-(same job id), shard the rest across ranks without padding, append each batch's predictions as it finishes, gather
-on rank 0, and write `predictions.jsonl`, `result.json` (LAVIS's rows), `metrics.json` (metrics, counts, protocol)
-or the submission file of a split without answers. Finally `results.json` / `results.md` put every number beside
+For each dataset split: check the ground truth of every record, cut the records in scope into batches of
+`run.batch_size_eval`, share the batches not already in its prediction files (same job id) across ranks whole and
+without padding (so every world size and every resume forms the same batches), append each batch's predictions as
+it finishes, gather on rank 0, and write `predictions.jsonl`, `result.json` (LAVIS's rows), `metrics.json`
+(metrics, counts, protocol; a metric undefined on the records in scope is null, its reason under `undefined`) or
+the submission file of a split without answers. Finally `results.json` / `results.md` put every number beside
 the paper's Table 1. Outputs go to `<run.output_dir>/<job_id>/<dataset>/<split>/` under the working directory.
 """
 
@@ -18,7 +20,6 @@ from typing import Optional, Sequence
 
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from lavis_ib.common import dist
@@ -27,9 +28,12 @@ from lavis_ib.common.registry import UnknownNameError, closest_match, registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import RecordDataset
+from lavis_ib.metrics import split_undefined
 from lavis_ib.processors import model_vis_defaults
+from lavis_ib.runners.job_folder import check_output_dir
 from lavis_ib.runners.predictions import PredictionStore, iter_records
 from lavis_ib.runners.results import ResultRow, render_markdown, result_row
+from lavis_ib.runners.stop_signals import WorkerSafeLoader
 from lavis_ib.tasks.base import EvalDataError, EvalTask
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,18 @@ class SplitPlan:
     store: PredictionStore
     indices: range
     scored: bool  # False: no record has ground truth (a submission split)
+
+
+def pending_batches(indices: Sequence[int], done: set[str], batch_size: int) -> list[list[int]]:
+    """The batches of a split still to run: the records in scope (`indices`) cut into batches of `batch_size` from
+    the first one, and of those the batches holding a record not `done`.
+
+    The cut is over the records in scope, not over those left to do: a resumed run (whatever its world size, and
+    whatever an earlier one finished) forms exactly the batches of one uninterrupted process, so every prediction
+    has the batch-mates it would have had. A batch only partly done runs whole; its done records keep their earlier
+    predictions. Shared across ranks whole (`dist.shard_batches`), so 2 ranks form the batches of 1."""
+    grid = [[indices[i] for i in batch] for batch in dist.batch_ranges(len(indices), batch_size)]
+    return [batch for batch in grid if any(str(i) not in done for i in batch)]
 
 
 def file_identity(path: Path) -> dict:
@@ -81,6 +97,7 @@ class Evaluator:
     def __init__(self, cfg: Config, datasets: Sequence[str] | None = None, limit: int | None = None,
                  include_valid: bool = False):
         self.cfg, self.run = cfg, cfg.run
+        check_output_dir(self.run.output_dir, None, cfg.cfg_path)
         self.names = self.select_datasets(datasets)
         if limit is not None and limit < 1:
             raise ConfigError(f"--limit must be ≥ 1, got {limit}")
@@ -169,7 +186,8 @@ class Evaluator:
         """The dataset builder of `name` from its merged config block (`vis_defaults`: the model's preprocessing)."""
         return dataset_builder(self.cfg, name, vis_defaults)
 
-    def task_class(self, name: str, builder) -> type[EvalTask]:
+    @staticmethod
+    def task_class(name: str, builder) -> type[EvalTask]:
         """The task of dataset `name`'s `eval:` block; a missing block or unknown task names the dataset's key."""
         protocol = builder.config.eval
         if protocol is None or not protocol.task:
@@ -263,23 +281,30 @@ class Evaluator:
         protocol = self.protocol_record(plan, model)
         done = self.open_store(plan, protocol)
         remaining = [i for i in plan.indices if str(i) not in done]
-        mine = [remaining[j] for j in dist.shard_indices(len(remaining), self.info.rank, self.info.world_size)]
-        loader = DataLoader(Subset(plan.dataset, mine), batch_size=self.run.batch_size_eval,
-                            num_workers=self.run.num_workers, collate_fn=model.collator(plan.task.collate_mode))
+        pending = pending_batches(plan.indices, done, self.run.batch_size_eval)
+        mine = dist.shard_batches(pending, self.info.rank, self.info.world_size)
+        # workers leave SIGTERM/SIGUSR1 to the rank: a preemption during validation stops training after it, with a save
+        loader = WorkerSafeLoader(plan.dataset, batch_sampler=mine, num_workers=self.run.num_workers,
+                                  collate_fn=model.collator(plan.task.collate_mode))
         label = f"{plan.dataset_name}/{plan.split}"
         cache = getattr(model, "feature_cache", None)
         if cache is not None:
             cache.reset_counts()
         if self.info.is_main:
-            log.info("%s: %d records in scope, %d done before, %d to evaluate on %d rank(s)", label,
-                     len(plan.indices), len(plan.indices) - len(remaining), len(remaining), self.info.world_size)
+            again = sum(map(len, pending)) - len(remaining)
+            log.info("%s: %d records in scope, %d done before, %d to evaluate on %d rank(s) (%d batches of ≤ %d%s)",
+                     label, len(plan.indices), len(plan.indices) - len(remaining), len(remaining),
+                     self.info.world_size, len(pending), self.run.batch_size_eval,
+                     f"; {again} done records run again as batch-mates, their predictions kept" if again else "")
         new: list[dict] = []
-        with tqdm(total=len(mine), desc=label, unit="sample", disable=not self.info.is_main, dynamic_ncols=True) as bar:
+        total = sum(str(i) not in done for batch in mine for i in batch)
+        with tqdm(total=total, desc=label, unit="sample", disable=not self.info.is_main, dynamic_ncols=True) as bar:
             for batch in loader:
                 rows = [{"id": str(s.index), "skipped": s.reason} for s in batch.get("skipped", ())]
                 if "image" in batch:
                     with torch.no_grad(), self.autocast():
                         rows += plan.task.predict(model, batch)
+                rows = [row for row in rows if row["id"] not in done]  # a done batch-mate keeps its prediction
                 plan.store.append(self.info.rank, rows)
                 new += rows
                 bar.update(len(rows))
@@ -308,17 +333,20 @@ class Evaluator:
             "skipped": [{"id": row["id"], "reason": row["skipped"]} for row in skipped[:SKIPPED_SHOWN]],
             "limit": self.limit,
         }
-        if not scored:
-            raise EvalDataError(f"{label}: every record in scope was unreadable ({len(skipped)} skipped; first: "
-                                f"{skipped[0]['skipped'] if skipped else 'none'}); nothing to score")
         if plan.scored:
-            metrics = plan.task.metrics(scored)
-            summary.update(metrics=metrics, agg_metrics=metrics[plan.task.report_key])
+            metrics, undefined = split_undefined(plan.task.metrics(scored))
+            if not scored:  # the metrics' own reason ("preds is empty") says less than why
+                undefined = {key: f"every record in scope was unreadable ({len(skipped)} skipped; first: "
+                                  f"{skipped[0]['skipped'] if skipped else 'none'})" for key in undefined}
+            summary.update(metrics=metrics, agg_metrics=metrics[plan.task.report_key], undefined=undefined)
+            for reason in dict.fromkeys(undefined.values()):
+                log.warning("%s: %s undefined (null in metrics.json) on the %d scored record(s): %s", label,
+                            ", ".join(key for key, why in undefined.items() if why == reason), len(scored), reason)
             plan.store.write_json("result.json", plan.task.lavis_result(scored))
         else:
             submission = plan.task.submission(scored)
             path = plan.store.write_json(f"submission_{plan.task.protocol.submission}.json", submission)
-            summary.update(metrics={}, agg_metrics=None, submission=str(path))
+            summary.update(metrics={}, agg_metrics=None, undefined={}, submission=str(path))
             log.info("%s: no ground truth; wrote the submission file %s", label, path)
         plan.store.write_json("metrics.json", summary)
         return summary

@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from lavis_ib.common.registry import registry
+from lavis_ib.common.errors import UserError
+from lavis_ib.common.registry import UnknownNameError, registry
+from lavis_ib.common.schema import ConfigError
 
 # Each schedule argument's key in the config's `run` section, so errors name what the user wrote.
 RUN_KEYS = {"name": "lr_sched", "max_iters": "max_iters", "init_lr": "init_lr", "min_lr": "min_lr",
@@ -23,7 +25,7 @@ RUN_KEYS = {"name": "lr_sched", "max_iters": "max_iters", "init_lr": "init_lr", 
 DEFAULT_DECAY_PERIODS = 10  # step_lr without decay_steps: ten decays over the post-warm-up run (LAVIS: per epoch)
 
 
-class ScheduleMismatchError(ValueError):
+class ScheduleMismatchError(UserError, ValueError):
     """A resumed run's schedule settings differ from those its checkpoint was trained with."""
 
 
@@ -111,17 +113,23 @@ class LRSchedule:
         """The settings (the lr is a function of the step alone, so they are the whole state)."""
         return dict(self._settings)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Check that a checkpoint's schedule settings are this run's; `ScheduleMismatchError` listing any change."""
+    def load_state_dict(self, state: Mapping[str, Any], may_differ: Iterable[str] = ()) -> None:
+        """Check that a checkpoint's schedule settings are this run's (but those in `may_differ`);
+        `ScheduleMismatchError` listing any change and the ways on."""
+        allowed = set(may_differ)
         changed = [f"{_setting(key)}: checkpoint {state.get(key)!r}, this run {value!r}"
-                   for key, value in self._settings.items() if state.get(key) != value]
+                   for key, value in self._settings.items() if state.get(key) != value and key not in allowed]
         changed += [f"{key}: checkpoint {state[key]!r}, unknown to this run" for key in state if key not in
                     self._settings]
         if changed:
+            longer = ("; to train longer on the same optimizer state and data stream, add "
+                      "run.resume_schedule=extend" if "max_iters" not in allowed and state.get("max_iters") !=
+                      self.max_iters else "")
             raise ScheduleMismatchError("the resumed run's lr schedule differs from its checkpoint's ("
-                                        + "; ".join(changed) + "); resume with the checkpoint's settings, or start a "
-                                        "new job initialised from its weights (model.checkpoint) to train a new "
-                                        "schedule")
+                                        + "; ".join(changed) + f"); resume with the checkpoint's settings{longer}; "
+                                        "or train the new schedule from step 0 with run.resume=restart (the old "
+                                        "checkpoints are moved aside), or in a new run.job_id initialised from the "
+                                        "checkpoint's weights (model.checkpoint=<step_N>/model.safetensors)")
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self._settings.items() if k != "name" and v is not None)
@@ -204,6 +212,18 @@ def scheduler_from_run(optimizer: torch.optim.Optimizer, run) -> LRSchedule:
     return build_scheduler(run.lr_sched, optimizer, max_iters=max_iters_of(run), init_lr=run.init_lr, min_lr=run.min_lr,
                            warmup_lr=run.warmup_lr, warmup_steps=run.warmup_steps, decay_rate=run.lr_decay_rate,
                            decay_steps=run.decay_steps)
+
+
+def check_schedule(run, cfg_path: str) -> None:
+    """Build the configured schedule over a stand-in optimizer: a bad name or setting is a `ConfigError` naming
+    the file and the run key, before anything else is built."""
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    try:
+        scheduler_from_run(stand_in, run)
+    except UnknownNameError as error:
+        raise ConfigError(f"{cfg_path}: run.{RUN_KEYS['name']}: {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"{cfg_path}: {error}") from None
 
 
 def fused_supported(device: torch.device | str) -> bool:

@@ -1,7 +1,9 @@
 """The results table of an evaluation job: one row per dataset split, our number beside the paper's Table 1.
 
 Every row carries the metric and the protocol that produced it (mode, prompt template, decoding or candidates), so
-a number is never read without the settings behind it. Written as `results.json` and `results.md` in the job folder.
+a number is never read without the settings behind it. A metric undefined on the records in scope (ROC-AUC of one
+class, no record scored) shows as "undefined", its reason listed under the table. Written as `results.json` and
+`results.md` in the job folder.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class ResultRow:
     protocol: str
     num_scored: int
     num_skipped: int
+    undefined: Optional[str] = None  # why `ours` is None: the metric has no value on the records in scope
 
     @property
     def difference(self) -> Optional[float]:
@@ -76,7 +79,8 @@ def result_row(metrics_file: dict, arch: str, model_type: str) -> ResultRow:
         dataset=dataset, split=split, metric=metrics_file["report"], ours=metrics_file.get("agg_metrics"),
         paper=paper if comparable else None, paper_split=column["split"] if comparable and paper is not None else None,
         protocol=describe_protocol(metrics_file["protocol"]), num_scored=metrics_file["num_scored"],
-        num_skipped=metrics_file["num_skipped"],
+        num_skipped=metrics_file["num_skipped"], undefined=(metrics_file.get("undefined") or {}).get(
+            metrics_file["report"]),
     )
 
 
@@ -95,7 +99,12 @@ def render_markdown(rows: list[ResultRow], title: str) -> str:
         paper = _number(row.paper)
         if row.paper is not None and row.paper_split != row.split:
             paper += f" ({row.paper_split})"
-        lines.append(f"| {row.dataset} | {row.split} | {row.metric} | {_number(row.ours)} | {paper} | "
+        ours = "undefined" if row.undefined is not None else _number(row.ours)
+        lines.append(f"| {row.dataset} | {row.split} | {row.metric} | {ours} | {paper} | "
                      f"{_number(row.difference, signed=True)} | {row.num_scored:,} | {row.num_skipped:,} | "
                      f"{row.protocol.replace('|', '/')} |")
+    undefined = [row for row in rows if row.undefined is not None]
+    if undefined:
+        lines += ["", "Undefined on the records in scope:"]
+        lines += [f"- {row.dataset} {row.split} {row.metric}: {row.undefined}" for row in undefined]
     return "\n".join(lines) + "\n"

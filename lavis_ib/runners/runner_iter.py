@@ -19,8 +19,8 @@ import logging
 import math
 import random
 import resource
+import shutil
 import signal
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,21 +34,22 @@ from tqdm import tqdm
 
 from lavis_ib.common import dist
 from lavis_ib.common.config import Config
-from lavis_ib.common.io import WeightMismatchError
+from lavis_ib.common.io import FileFormatError, WeightMismatchError
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets.builders.dataset import SkipCounter
 from lavis_ib.datasets.sampling import balanced_mixture
-from lavis_ib.runners.checkpoints import CheckpointStore, rng_state, set_rng_state
+from lavis_ib.runners.checkpoints import STEP_DIR, rng_state, set_rng_state
 from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
-from lavis_ib.runners.optim import max_iters_of, optimizer_from_run, param_group_summary, scheduler_from_run
+from lavis_ib.runners.job_folder import (check_output_dir, check_resume_choice, checkpoint_store,
+                                        set_aside_for_restart, set_aside_later_checkpoints)
+from lavis_ib.runners.optim import (check_schedule, max_iters_of, optimizer_from_run, param_group_summary,
+                                    scheduler_from_run)
 from lavis_ib.runners.sharding import gathered, shard_frozen_llm
+from lavis_ib.runners.stop_signals import StopRequest, WorkerSafeLoader
 from lavis_ib.runners.train_log import TrainLog
 
 log = logging.getLogger(__name__)
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-"""Cluster preemption: finish the current step, write a checkpoint, exit cleanly."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -125,6 +126,24 @@ class Interval:
         return {"loss": self.loss / self.steps, "grad_norm": self.grad_norm / self.steps}
 
 
+@dataclass(frozen=True)
+class BestChoice:
+    """What picks the best checkpoint: one validated split's reported metric (its `agg_metrics`), higher is better.
+
+    `run.best_metric` names the split; unset, it is the first validated split in config order (datasets as listed,
+    then `run.valid_splits`' order). One split, so one scale: a mean over splits would add CIDEr (0–1000) to
+    accuracies (0–100) and follow the captions. A validation where its value is undefined (null) is never the best.
+    """
+
+    split: str  # "<dataset>/<split>"
+    metric: str  # that split's eval protocol's reported key, e.g. "exact_match", "CIDEr"
+    configured: bool  # set by run.best_metric, else the default
+
+    def describe(self) -> str:
+        how = "run.best_metric" if self.configured else "the first validated split; set run.best_metric to choose"
+        return f"best checkpoint chosen by {self.split} {self.metric} ({how})"
+
+
 @dataclass
 class Progress:
     """Where the run is: the next step to take, the best validation score and the log accumulators."""
@@ -147,26 +166,6 @@ class Progress:
         self.history = [tuple(entry) for entry in state["history"]]
 
 
-class StopRequest:
-    """Records SIGTERM/SIGUSR1 so the loop can stop after the current step; restores the old handlers."""
-
-    def __init__(self):
-        self.signum: Optional[int] = None
-        self.previous = {}
-
-    def __enter__(self):
-        for signum in STOP_SIGNALS:
-            self.previous[signum] = signal.signal(signum, self.handle)
-        return self
-
-    def handle(self, signum, frame) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The runner
 
@@ -181,7 +180,25 @@ class RunnerIter:
         self.max_iters = check_training_run(self.run, cfg.cfg_path)
         if not list(cfg.datasets_cfg):
             raise ConfigError(f"{cfg.cfg_path}: no datasets to train on (the config has no 'datasets' section)")
+        self.check_before_start()
         self.step_hooks: list[Callable[[int, dict], None]] = []
+
+    def check_before_start(self) -> None:
+        """Every config value and the job folder, before any process group opens or any folder is written: the
+        schedule, each dataset's config, `run.best_metric`, `run.output_dir` and what `run.resume` allows."""
+        check_schedule(self.run, self.cfg.cfg_path)
+        for name in self.cfg.datasets_cfg:
+            try:
+                dataset_builder(self.cfg, name)  # its config block's values (sample_ratio ≥ 0, splits, ...)
+            except ConfigError as error:
+                where = "" if str(error).startswith(self.cfg.cfg_path) else f"{self.cfg.cfg_path}: "
+                raise ConfigError(f"{where}{error}") from None
+        self.validated = self.validation_datasets()
+        explicit_job = self.run.job_id is not None
+        job_dir = Path(self.run.output_dir) / dist.job_id(self.run.job_id) if explicit_job else None
+        check_output_dir(self.run.output_dir, job_dir, self.cfg.cfg_path)
+        if job_dir is not None:  # without a job_id the folder is a new timestamp
+            check_resume_choice(self.run.resume, job_dir, self.cfg.cfg_path)
 
     @classmethod
     def from_config(cls, cfg: Config) -> "RunnerIter":
@@ -217,11 +234,12 @@ class RunnerIter:
         return datasets
 
     def build_loader(self, mixture, sampler, model) -> DataLoader:
-        # Its own generator: creating the iterator (again, after a resume) must not draw from the global RNG.
-        return DataLoader(mixture, batch_size=self.run.batch_size_train, sampler=sampler,
-                          num_workers=self.run.num_workers, collate_fn=model.collator("train"),
-                          generator=torch.Generator().manual_seed(self.run.seed),
-                          pin_memory=self.info.device.type == "cuda")
+        # Its own generator: creating the iterator (again, after a resume) must not draw from the global RNG. Its
+        # workers leave SIGTERM/SIGUSR1 to the rank, so a stop signal sent to the whole process group ends with a save.
+        return WorkerSafeLoader(mixture, batch_size=self.run.batch_size_train, sampler=sampler,
+                                num_workers=self.run.num_workers, collate_fn=model.collator("train"),
+                                generator=torch.Generator().manual_seed(self.run.seed),
+                                pin_memory=self.info.device.type == "cuda")
 
     def wrap(self, model):
         """DDP over the trainable parameters only: frozen ViT/LLM weights are neither broadcast nor bucketed; with
@@ -242,24 +260,31 @@ class RunnerIter:
         return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
     def validation_datasets(self) -> list[str]:
-        """The configured datasets that have an `eval:` protocol and one of `run.valid_splits`."""
+        """The configured datasets that have an `eval:` protocol and one of `run.valid_splits`; sets
+        `self.best_choice`, what picks the best checkpoint."""
+        self.best_choice: Optional[BestChoice] = None
         if not self.run.valid_splits:
             return []
-        names = []
+        names, reported = [], {}  # reported: "<dataset>/<split>" → its protocol's agg_metrics key, in config order
         for name in self.cfg.datasets_cfg:
             builder = dataset_builder(self.cfg, name)
-            if builder.config.eval is None or not builder.config.eval.task:
+            protocol = builder.config.eval
+            if protocol is None or not protocol.task:
                 log.info("%s: no eval protocol, not validated", name)
-            elif any(split in builder.splits for split in self.run.valid_splits):
+                continue
+            splits = [split for split in self.run.valid_splits if split in builder.splits]
+            if splits:
                 names.append(name)
+                metric = Evaluator.task_class(name, builder).reported_metric(protocol)
+                reported.update({f"{name}/{split}": metric for split in splits})
         if not names:
             raise ConfigError(f"{self.cfg.cfg_path}: run.valid_splits {list(self.run.valid_splits)} is set but no "
                               "dataset with an eval protocol has such a split")
-        if self.run.best_metric is not None:
-            known = [f"{n}/{s}" for n in names for s in self.run.valid_splits]
-            if self.run.best_metric not in known:
-                raise ConfigError(f"{self.cfg.cfg_path}: run.best_metric {self.run.best_metric!r} is not a validated "
-                                  f"split; expected one of {', '.join(known)}")
+        if self.run.best_metric is not None and self.run.best_metric not in reported:
+            raise ConfigError(f"{self.cfg.cfg_path}: run.best_metric {self.run.best_metric!r} is not a validated "
+                              f"split; expected one of {', '.join(reported)}")
+        split = self.run.best_metric or next(iter(reported))
+        self.best_choice = BestChoice(split, reported[split], configured=self.run.best_metric is not None)
         return names
 
     # ----- the run ------------------------------------------------------------------------------------------
@@ -270,16 +295,27 @@ class RunnerIter:
             self.precision = resolve_precision(self.run.precision, info.device)
             job = dist.job_id(self.run.job_id)
             self.job_dir = Path(self.run.output_dir) / job
-            self.store = CheckpointStore(self.job_dir / "checkpoints", keep_last=self.run.keep_last)
+            new_folder = not self.job_dir.exists()
+            dist.barrier()  # every rank has looked before rank 0 creates it
+            if info.is_main and self.run.resume == "restart":
+                set_aside_for_restart(self.job_dir)
+            dist.barrier()
+            self.store = checkpoint_store(self.job_dir, keep_last=self.run.keep_last)
             self.log = TrainLog(self.job_dir, enabled=info.is_main, tensorboard=self.run.tensorboard)
+            self.started = False
             try:
                 return self.train_in(job)
+            except BaseException:
+                if new_folder and not self.started and info.is_main:  # a failed start leaves no folder behind
+                    self.log.close()
+                    shutil.rmtree(self.job_dir, ignore_errors=True)
+                raise
             finally:
                 self.log.close()
 
     def train_in(self, job: str) -> dict:
         info, run = self.info, self.run
-        validated = self.validation_datasets()
+        validated = self.validated
         seed_everything(run.seed)  # the same initial weights on every rank
         model = self.build_model()
         datasets = self.build_datasets(model)
@@ -301,33 +337,34 @@ class RunnerIter:
         loader = iter(self.build_loader(mixture, sampler, model))
         trainable = [p for p in model.parameters() if p.requires_grad]
         engine.train()
-        bar = tqdm(total=self.max_iters, initial=progress.step, desc=f"train {job}", unit="step",
-                   disable=not info.is_main, dynamic_ncols=True)
-        samples_per_step = run.batch_size_train * run.accum_grad_iters * info.world_size
-        while progress.step < self.max_iters:
-            step, started = progress.step, time.perf_counter()
-            record = self.train_step(engine, loader, trainable, step)
-            progress.step = step + 1
-            progress.interval.add(record["loss"], record["grad_norm"], time.perf_counter() - started)
-            for hook in self.step_hooks:
-                hook(progress.step, record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-            if progress.step % run.log_freq == 0 or progress.step == self.max_iters:
-                self.log_train(progress, samples_per_step, record["lr"])
-            last = progress.step == self.max_iters
-            best = False
-            if evaluator is not None and ((run.val_freq and progress.step % run.val_freq == 0) or last):
-                best = self.validate(evaluator, model, engine, progress)
-            stopping = record["stop"]
-            if best or stopping or (run.save_freq and progress.step % run.save_freq == 0) or (last and run.save_last):
-                self.save(progress.step, best)
-            if stopping:
-                name = signal.Signals(self.stop.signum).name if self.stop.signum else "a stop signal (another rank)"
-                log.warning("%s received: stopped after step %d with a checkpoint; resume with run.resume=auto "
-                            "and run.job_id=%s", name, progress.step, job)
-                break
-        bar.close()
+        with tqdm(total=self.max_iters, initial=progress.step, desc=f"train {job}", unit="step",
+                  disable=not info.is_main, dynamic_ncols=True) as bar:  # closed on errors too
+            samples_per_step = run.batch_size_train * run.accum_grad_iters * info.world_size
+            self.started = True
+            while progress.step < self.max_iters:
+                step, started = progress.step, time.perf_counter()
+                record = self.train_step(engine, loader, trainable, step)
+                progress.step = step + 1
+                progress.interval.add(record["loss"], record["grad_norm"], time.perf_counter() - started)
+                for hook in self.step_hooks:
+                    hook(progress.step, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                if progress.step % run.log_freq == 0 or progress.step == self.max_iters:
+                    self.log_train(progress, samples_per_step, record["lr"])
+                last = progress.step == self.max_iters
+                best = False
+                if evaluator is not None and ((run.val_freq and progress.step % run.val_freq == 0) or last):
+                    best = self.validate(evaluator, model, engine, progress)
+                stopping = record["stop"]
+                periodic = run.save_freq and progress.step % run.save_freq == 0
+                if best or stopping or periodic or (last and run.save_last):
+                    self.save(progress.step, best)
+                if stopping:
+                    name = signal.Signals(self.stop.signum).name if self.stop.signum else "a stop signal (another rank)"
+                    log.warning("%s received: stopped after step %d with a checkpoint; the same command with "
+                                "run.job_id=%s continues it (run.resume=auto)", name, progress.step, job)
+                    break
         return {"step": progress.step, "best_score": progress.best_score, "best_step": progress.best_step,
                 "job_dir": str(self.job_dir), "history": progress.history}
 
@@ -400,6 +437,11 @@ class RunnerIter:
         log.info("optimizer groups:\n%s", param_group_summary(groups))
         log.info("training mixture:\n%s", mixture.ratio_table())
         self.log.write_line({"parameters": {"trainable": trainable, "total": total}})
+        choice = self.best_choice
+        if choice is not None:
+            log.info("%s", choice.describe())
+            self.log.write_line({"best_checkpoint": {"split": choice.split, "metric": choice.metric,
+                                                     "rule": choice.describe()}})
 
     def log_train(self, progress: Progress, samples_per_step: int, lr: float) -> None:
         interval = progress.interval
@@ -410,30 +452,38 @@ class RunnerIter:
         progress.interval = Interval()
 
     def validate(self, evaluator: Evaluator, model, engine, progress: Progress) -> bool:
-        """Evaluate the valid splits; True when the score (mean `agg_metrics`, or `run.best_metric`'s) is the best."""
+        """Evaluate the valid splits; True when `self.best_choice`'s split scores higher than at every earlier one.
+        Each val event logs that score (`agg_metrics`, null where undefined on the records validated), what it is
+        (`best_metric`), the best so far, and every split's metrics."""
         engine.eval()
         with gathered(model.llm):  # ranks validate uneven shares: no per-block collectives (run.fsdp)
             summaries = evaluator.evaluate_model(model, self.job_dir / "validation" / f"step_{progress.step}",
                                                  self.info, splits=self.run.valid_splits)
         engine.train()
-        scores = {f"{s['dataset']}/{s['split']}": s["agg_metrics"] for s in summaries
-                  if s.get("agg_metrics") is not None}
-        if not scores:
-            return False
-        score = scores[self.run.best_metric] if self.run.best_metric else statistics.fmean(scores.values())
+        by_split = {f"{s['dataset']}/{s['split']}": s for s in summaries}
+        choice = self.best_choice
+        chosen = by_split[choice.split]
+        score = chosen.get("agg_metrics")
         progress.history.append((progress.step, score))
-        best = progress.best_score is None or score > progress.best_score
+        best = score is not None and (progress.best_score is None or score > progress.best_score)
         if best:
             progress.best_score, progress.best_step = score, progress.step
-        values = {"agg_metrics": score, "best_step": progress.best_step}
-        for summary in summaries:
+        values = {"agg_metrics": score, "best_metric": f"{choice.split} {choice.metric}",
+                  "best_score": progress.best_score, "best_step": progress.best_step}
+        if score is None:
+            values["undefined"] = (chosen.get("undefined") or {}).get(chosen["report"], "the split has no ground truth")
+        for name, summary in by_split.items():
             for metric, value in (summary.get("metrics") or {}).items():
-                if isinstance(value, (int, float)):
-                    values[f"{summary['dataset']}/{summary['split']}/{metric}"] = value
+                if value is None or isinstance(value, (int, float)):
+                    values[f"{name}/{metric}"] = value
         self.log.event("val", progress.step, values)
         if self.info.is_main:
-            log.info("step %d validation: %s (best %.4f at step %d)", progress.step,
-                     ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), progress.best_score, progress.best_step)
+            shown = ", ".join(f"{name} {_score(s.get('agg_metrics'))}" for name, s in by_split.items())
+            log.info("step %d validation: %s; best checkpoint by %s %s: %s at step %s", progress.step, shown,
+                     choice.split, choice.metric, _score(progress.best_score), progress.best_step)
+            if score is None:
+                log.warning("step %d: %s %s is undefined (%s), so this step cannot be the best", progress.step,
+                            choice.split, choice.metric, values["undefined"])
         return best
 
     def save(self, step: int, best: bool) -> None:
@@ -455,6 +505,7 @@ class RunnerIter:
         dist.barrier()
 
     def resume_path(self) -> Optional[Path]:
+        """`run.resume_ckpt_path`, else (`run.resume: auto`) the job's latest checkpoint, else None."""
         if self.run.resume_ckpt_path:
             path = Path(self.run.resume_ckpt_path)
             if path.is_file():
@@ -474,14 +525,14 @@ class RunnerIter:
             if self.run.resume == "auto" and self.info.is_main:
                 log.info("run.resume=auto: no checkpoint in %s yet, starting from step 0", self.store.root)
             return None
-        weights, state = self.store.load(path)
+        weights, state = self.load_resumable(path)
         if state["world_size"] != self.info.world_size:
             raise ConfigError(f"{path} was written by {state['world_size']} process(es), this run has "
                               f"{self.info.world_size}; resume with the same number (data order and RNG are per rank)")
         parts = self.parts
         load_trainable(parts["model"], weights, path)
         parts["optimizer"].load_state_dict(state["optimizer"])
-        parts["scheduler"].load_state_dict(state["scheduler"])
+        self.load_schedule(parts["scheduler"], state, path)
         parts["scaler"].load_state_dict(state["scaler"])
         parts["progress"].load_state_dict(state["progress"])
         mine = state["ranks"][self.info.rank]
@@ -489,8 +540,51 @@ class RunnerIter:
         parts["skips"].load_state_dict(mine["skipped"])
         set_rng_state(mine["rng"])
         if self.info.is_main:
+            set_aside_later_checkpoints(self.job_dir, path)
             log.info("resumed from %s at step %d", path, state["step"])
+            if state["step"] >= self.max_iters:
+                log.warning("the job already ran its run.max_iters=%d steps; nothing to train (to train longer: "
+                            "--options run.max_iters=<more> run.resume_schedule=extend)", self.max_iters)
+        dist.barrier()  # the later checkpoints are aside before any rank goes on
         return str(path)
+
+    def load_resumable(self, path: Path) -> tuple[dict, dict]:
+        """The checkpoint at `path`; a damaged one is an error naming the newest earlier one that loads, and the
+        option that continues from it."""
+        try:
+            return self.store.load(path)
+        except FileFormatError as error:
+            earlier = self.earlier_readable_checkpoint(path)
+            hint = (f"; the newest earlier checkpoint that loads is {earlier}: continue from it with --options "
+                    f"run.resume_ckpt_path={earlier}") if earlier else "; no earlier checkpoint of this job loads"
+            raise FileFormatError(f"cannot resume from {path}: {error}{hint}") from None
+
+    def earlier_readable_checkpoint(self, path: Path) -> Optional[Path]:
+        match = STEP_DIR.fullmatch(path.name)
+        limit = int(match.group(1)) if match else None
+        for step in reversed(self.store.steps()):
+            if limit is not None and step >= limit:
+                continue
+            try:
+                self.store.load(self.store.step_dir(step))
+            except (FileFormatError, FileNotFoundError):
+                continue
+            return self.store.step_dir(step)
+        return None
+
+    def load_schedule(self, scheduler, state: dict, path: Path) -> None:
+        """The checkpoint's lr schedule must be this run's; `run.resume_schedule: extend` lets `max_iters` grow."""
+        if self.run.resume_schedule != "extend":
+            scheduler.load_state_dict(state["scheduler"])
+            return
+        if self.max_iters <= state["step"]:
+            raise ConfigError(f"run.resume_schedule=extend: run.max_iters={self.max_iters} must exceed the step of "
+                              f"{path} ({state['step']}) to train longer")
+        scheduler.load_state_dict(state["scheduler"], may_differ=("max_iters",))
+        if self.info.is_main and state["scheduler"].get("max_iters") != self.max_iters:
+            log.warning("run.resume_schedule=extend: run.max_iters %s → %d from step %d on; the lr follows the new "
+                        "schedule (not bitwise a run planned this long)", state["scheduler"].get("max_iters"),
+                        self.max_iters, state["step"])
 
 
 def load_trainable(model, weights: dict, source: Path) -> None:
@@ -502,6 +596,10 @@ def load_trainable(model, weights: dict, source: Path) -> None:
                                   f"missing {missing[:5]} ({len(missing)}), unknown {unexpected[:5]} "
                                   f"({len(unexpected)}); was it written for another model config?")
     model.load_state_dict(weights, strict=False)
+
+
+def _score(value: Optional[float]) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
 
 
 def describe_batch(batch: dict) -> str:

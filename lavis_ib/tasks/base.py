@@ -8,7 +8,7 @@ gathered prediction file scores exactly as a single uninterrupted run.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 
@@ -41,6 +41,7 @@ class EvalTask:
     MODES: ClassVar[tuple[str, ...]] = ("generate",)
     CANDIDATES: ClassVar[tuple[str, ...]] = ()
     METRICS: ClassVar[tuple[str, ...]] = ()  # the metric names the task can report; the first is the default
+    REPORT: ClassVar[Optional[str]] = None  # the key reported as agg_metrics by default (None: the metric's name)
     DEFAULT_DECODING: ClassVar[dict] = {}
     SUBMISSIONS: ClassVar[tuple[str, ...]] = ()  # submission formats for splits without ground truth
 
@@ -156,7 +157,8 @@ class EvalTask:
     # ----- metrics and outputs ---------------------------------------------------------------------------------
     def metrics(self, predictions: list[dict]) -> dict:
         """`compute_metrics` over all predictions, and with `group_by` over each group's too (keys `<group>/<key>`,
-        as the NoCaps server reports domains and the VQA evaluation answer types)."""
+        as the NoCaps server reports domains and the VQA evaluation answer types). A metric without a value on
+        these predictions (ROC-AUC of one class, anything of none) is `Undefined(reason)` under each of its keys."""
         metrics = self.compute_metrics(predictions)
         if self.protocol.group_by:
             for group in sorted({p["group"] for p in predictions}):
@@ -165,13 +167,18 @@ class EvalTask:
         return metrics
 
     def compute_metrics(self, predictions: list[dict]) -> dict:
-        """Metrics (percent) of the scored predictions."""
+        """Metrics (percent) of the scored predictions, each metric function called through `metrics.measure`."""
         raise NotImplementedError
+
+    @classmethod
+    def reported_metric(cls, protocol: EvalProtocol) -> str:
+        """The metric key a protocol reports as `agg_metrics`, known before any task is built (training logs it)."""
+        return protocol.report or cls.REPORT or protocol.metric or cls.METRICS[0]
 
     @property
     def report_key(self) -> str:
         """The metric key reported as `agg_metrics` (and beside Table 1)."""
-        return self.protocol.report or self.metric_name
+        return self.reported_metric(self.protocol)
 
     def lavis_result(self, predictions: list[dict]) -> list[dict]:
         """The rows LAVIS writes to its `result/<split>*.json` for this kind of task."""

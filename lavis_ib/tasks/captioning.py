@@ -8,6 +8,7 @@ split (and once per `group_by` value, e.g. NoCaps' in-/near-/out-domain, as the 
 from __future__ import annotations
 
 from lavis_ib.common.registry import registry
+from lavis_ib.metrics import measure
 from lavis_ib.tasks.base import EvalTask, is_string_list
 
 
@@ -16,6 +17,7 @@ class CaptioningTask(EvalTask):
     """Generation scored by `caption_metrics` (CIDEr, BLEU-4, METEOR, ROUGE-L; `report` defaults to CIDEr)."""
 
     METRICS = ("caption_metrics",)
+    REPORT = "CIDEr"
     # LAVIS / BLIP-2 captioning evaluation defaults (the paper gives none)
     DEFAULT_DECODING = {"num_beams": 5, "max_len": 80, "min_len": 10, "length_penalty": 1.0}
 
@@ -33,11 +35,7 @@ class CaptioningTask(EvalTask):
     def compute_metrics(self, predictions: list[dict]) -> dict:
         preds = {p["id"]: p["caption"] for p in predictions}
         refs = {p["id"]: p["gt"] for p in predictions}
-        return self.metric_fn(preds, refs, **self.protocol.metric_options)
-
-    @property
-    def report_key(self) -> str:
-        return self.protocol.report or "CIDEr"
+        return measure(self.metric_fn, preds, refs, **self.protocol.metric_options)
 
     def lavis_result(self, predictions: list[dict]) -> list[dict]:
         return [{"image_id": p.get("image_id", p["id"]), "caption": p["caption"]} for p in predictions]

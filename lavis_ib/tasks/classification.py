@@ -13,7 +13,7 @@ import torch
 
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
-from lavis_ib.metrics import accuracy, normalize_answer
+from lavis_ib.metrics import accuracy, measure, normalize_answer
 from lavis_ib.tasks.base import SHORT_ANSWER_DECODING, EvalTask, is_string_list
 
 UNMAPPED = -1
@@ -78,10 +78,10 @@ class ClassificationTask(EvalTask):
 
     def compute_metrics(self, predictions: list[dict]) -> dict:
         preds, gold = [p["pred"] for p in predictions], [p["gt"] for p in predictions]
-        metrics = accuracy(preds, gold)
+        metrics = measure(accuracy, preds, gold)
         metrics["num_unmapped"] = sum(p == UNMAPPED for p in preds)
         if self.metric_name == "roc_auc":
-            metrics.update(self.metric_fn([p["probs"][1] for p in predictions], gold))
+            metrics.update(measure(self.metric_fn, [p["probs"][1] for p in predictions], gold))
         return metrics
 
     def lavis_result(self, predictions: list[dict]) -> list[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from lavis_ib.common.registry import registry
+from lavis_ib.metrics import measure
 from lavis_ib.tasks.base import EvalTask, is_string_list
 
 
@@ -24,6 +25,7 @@ class DialogTask(EvalTask):
     MODES = ("rank",)
     CANDIDATES = ("answer_options",)
     METRICS = ("ranking_metrics",)
+    REPORT = "mrr"
 
     def check_record(self, record: dict, index: int) -> None:
         options = record.get("answer_options")
@@ -43,11 +45,7 @@ class DialogTask(EvalTask):
                 "answer": candidates[ranks.index(1)]}
 
     def compute_metrics(self, predictions: list[dict]) -> dict:
-        return self.metric_fn([p["gt_rank"] for p in predictions], **self.protocol.metric_options)
-
-    @property
-    def report_key(self) -> str:
-        return self.protocol.report or "mrr"
+        return measure(self.metric_fn, [p["gt_rank"] for p in predictions], **self.protocol.metric_options)
 
     def lavis_result(self, predictions: list[dict]) -> list[dict]:
         """EvalAI's VisDial format: `{image_id, round_id, ranks}` with the rank of each of the options."""

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 import torch
 
 from lavis_ib.common.registry import registry
+from lavis_ib.metrics import measure
 from lavis_ib.tasks.base import SHORT_ANSWER_DECODING, EvalTask, is_string_list
 
 ANSWER_LISTS = ("vqa_accuracy", "aokvqa_accuracy", "ivqa_accuracy")
@@ -85,7 +86,7 @@ class VQATask(EvalTask):
 
     def compute_metrics(self, predictions: list[dict]) -> dict:
         preds = [p["answer"] for p in predictions]
-        return self.metric_fn(preds, [p["gt"] for p in predictions], **self.protocol.metric_options)
+        return measure(self.metric_fn, preds, [p["gt"] for p in predictions], **self.protocol.metric_options)
 
     def submission(self, predictions: list[dict]) -> list[dict] | None:
         if self.protocol.submission == "vizwiz":  # EvalAI VizWiz: [{"image": "VizWiz_test_00000000.jpg", "answer"}]

@@ -295,3 +295,34 @@ def test_two_ranks_share_rank_zeros_job_id_and_broadcasts(two_rank_results):
     assert r0["bcast0"] == r1["bcast0"] == {"from": 0, "xs": [0, 0, 0]}
     assert r0["bcast1"] == r1["bcast1"] == ["rank", 1]
     assert (r0["main_only"], r1["main_only"]) == ("wrote on 0", None)
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(0, 3), (1, 8), (5, 8), (9, 2), (10, 3), (17, 17), (200, 8)])
+def test_every_world_size_forms_the_batches_of_one_process(n, batch_size):
+    """Whole batches are sharded, not items: the batches of every world size are those of one process, each rank's
+    a contiguous run of them (the last batch possibly short), nothing padded or repeated."""
+    batches = D.batch_ranges(n, batch_size)
+    assert [list(b) for b in batches] == [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    for world in (1, 2, 3, 4, 7):
+        shards = [D.shard_batches(batches, rank, world) for rank in range(world)]
+        assert sum(shards, []) == batches  # the same batch sets, in order, each once
+        sizes = [len(shard) for shard in shards]
+        assert max(sizes) - min(sizes) <= 1
+        for shard in shards:
+            items = [i for batch in shard for i in batch]
+            start = items[0] if items else 0
+            assert items == list(range(start, start + len(items)))  # contiguous
+
+
+def test_a_second_rank_starts_on_a_batch_boundary():
+    """200 records in batches of 8 on 2 ranks: rank 1 starts at record 104 (batch 13), not at 100 as an item shard
+    would, whose batches would hold other neighbours than one process's."""
+    batches = D.batch_ranges(200, 8)
+    assert [D.shard_batches(batches, r, 2)[0] for r in range(2)] == [range(0, 8), range(104, 112)]
+    assert D.shard_indices(200, 1, 2)[0] == 100  # the item shard
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(-1, 2), (5, 0)])
+def test_bad_batch_arguments(n, batch_size):
+    with pytest.raises(ValueError, match="cannot cut"):
+        D.batch_ranges(n, batch_size)

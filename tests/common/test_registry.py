@@ -101,3 +101,22 @@ def test_cache_root_never_inside_package(monkeypatch):
     root = cache_root().resolve()
     package = Path(paths.library_root).resolve()
     assert package not in root.parents and root != package
+
+
+def test_an_unknown_model_type_names_the_architecture_not_the_class(tmp_path):
+    """`evaluate.py` with `model_type: vicuna7x`: the message names `blip2_vicuna_instruct`, not
+    'Blip2VicunaInstructs'."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "model.yaml"
+    config.write_text("model:\n  arch: blip2_vicuna_instruct\n  model_type: vicuna7x\n")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "evaluate.py"), "--cfg-path", str(config)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"evaluate: error: {config}: unknown model_type 'vicuna7x' of blip2_vicuna_instruct; known model_types of "
+        "blip2_vicuna_instruct: tiny, vicuna13b, vicuna7b; did you mean 'vicuna7b'? (model.arch is "
+        "'blip2_vicuna_instruct')")
+    assert registry["model"].name_of(registry.get_model_class("blip2_opt")) == "blip2_opt"

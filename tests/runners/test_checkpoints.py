@@ -192,3 +192,17 @@ def test_a_writer_killed_mid_save_leaves_latest_on_the_previous_checkpoint(tmp_p
     store.save(2, {"w": torch.full((64,), 3.0)}, {"step": 2})  # the next save removes the dead writer's files
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step_1", "step_2"]
     assert store.load(root)[1] == {"step": 2}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_checkpoint_files_get_the_umask_permissions_so_colleagues_can_read_them(tmp_path, umask, mode):
+    """safetensors writes 0600; a shared cluster's other accounts must be able to read the weights."""
+    import os
+
+    previous = os.umask(umask)
+    try:
+        path = CheckpointStore(tmp_path / "checkpoints").save(3, model_state(), train_state(3))
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert modes == {"model.safetensors": mode, "train_state.pt": mode, "meta.json": mode}

@@ -1,6 +1,10 @@
 """Evaluation across processes and interruptions: `torchrun --nproc_per_node=2 evaluate.py` (gloo) gives exactly the
-predictions and metrics of one process, and a run killed with SIGKILL (even mid-line) and re-run with the same job
-id — on another number of processes — ends with the same files as a run never interrupted."""
+predictions and metrics of one process, each record predicted in the same batch, and a run killed with SIGKILL
+(even mid-line) and re-run with the same job id — on another number of processes — ends with the same files as a
+run never interrupted. The runs go through `eval_driver.py` (evaluate.py recording each prediction's batch-mates).
+
+Batch size 2 divides neither the 9 GQA (generation) nor the 5 HatefulMemes (ranking) records' item shards on 2
+ranks, so sharding items instead of whole batches would give rank 1 other batches than one process forms."""
 
 from __future__ import annotations
 
@@ -14,10 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from lavis_ib.common import dist
 from lavis_ib.common.dist import free_port
+from lavis_ib.runners.evaluator import pending_batches
 from tests.tasks.fixtures import write_eval_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("eval_driver.py")
+BATCH_SIZE = 2
 DATASETS = {"gqa": 9, "scienceqa": 7, "hateful_memes": 5}  # generation, per-sample choices, verbalizers
 DEADLINE_S = 240
 
@@ -25,7 +33,7 @@ DEADLINE_S = 240
 def write_config(path: Path, data_root: Path, output_dir: Path, datasets: dict[str, int]) -> Path:
     lines = ["model: {arch: blip2_vicuna_instruct, model_type: tiny}", "datasets:"]
     lines += [f"  {name}: {{data_root: {data_root}}}" for name in datasets]
-    lines.append(f"run: {{output_dir: {output_dir}, batch_size_eval: 2, num_workers: 0, device: cpu}}")
+    lines.append(f"run: {{output_dir: {output_dir}, batch_size_eval: {BATCH_SIZE}, num_workers: 0, device: cpu}}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -40,9 +48,9 @@ def environment() -> dict:
 def evaluate_command(config: Path, job: str, nproc: int, *extra: str) -> list[str]:
     options = ["--cfg-path", str(config), "--options", f"run.job_id={job}", *extra]
     if nproc == 1:
-        return [sys.executable, str(ROOT / "evaluate.py"), *options]
+        return [sys.executable, str(DRIVER), *options]
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
-            str(ROOT / "evaluate.py"), *options]
+            str(DRIVER), *options]
 
 
 def evaluate(config: Path, job: str, nproc: int = 1, *extra: str) -> subprocess.CompletedProcess:
@@ -75,6 +83,7 @@ def assert_same_outputs(ours: dict, reference: dict) -> None:
             str(i) for i in range(DATASETS[name])]
         for record_id, expected in want["predictions"].items():
             actual = got["predictions"][record_id]
+            assert actual["batch"] == expected["batch"], (name, record_id, "batch")  # the same batch-mates
             for key in ("prompt", "gt", "output", "answer", "pred"):
                 assert actual.get(key) == expected.get(key), (name, record_id, key)
             for key in ("scores", "probs"):
@@ -92,6 +101,26 @@ def workspace(tmp_path_factory):
     config = write_config(root / "eval.yaml", root / "data", root / "out", DATASETS)
     evaluate(config, "one_rank")
     return {"root": root, "config": config, "reference": split_outputs(root / "out" / "one_rank")}
+
+
+def test_item_shards_would_break_the_batches_here():
+    """The premise of the two-rank tests: rank 1's item shard starts inside a batch of one process for the
+    generation (GQA) and the ranking (HatefulMemes) set, so only whole-batch shards keep the batches."""
+    for name in ("gqa", "hateful_memes"):
+        assert dist.shard_indices(DATASETS[name], 1, 2)[0] % BATCH_SIZE != 0, name
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_pending_batches_are_those_of_one_uninterrupted_process(world):
+    """Batches are cut over the records in scope, not over those left: a resumed run (any world size) runs the
+    batches of the uninterrupted one, a partly done batch whole; the ranks' batches together are those batches."""
+    grid = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    for done, expected in [(set(), grid), ({"0", "1", "2", "3"}, grid[1:]), ({"3", "4", "5"}, [grid[0]] + grid[2:]),
+                           ({str(i) for i in range(10)}, [])]:
+        pending = pending_batches(range(10), done, 3)
+        assert pending == expected
+        assert sum((dist.shard_batches(pending, rank, world) for rank in range(world)), []) == expected
+    assert pending_batches(range(5), set(), 3) == [[0, 1, 2], [3, 4]]  # --limit 5: the first batches, cut short
 
 
 def test_two_ranks_give_exactly_the_predictions_and_metrics_of_one(workspace):
@@ -126,4 +155,6 @@ def test_a_run_killed_mid_write_resumes_on_two_ranks_to_the_uninterrupted_result
     done = evaluate(config, "killed", 2)
     assert "dropping an incomplete last line" in done.stderr
     assert f"9 records in scope, {kept} done before, {9 - kept} to evaluate on 2 rank(s)" in done.stderr
+    if kept % BATCH_SIZE:  # the cut line's batch runs whole again, its done record keeping its prediction
+        assert "1 done records run again as batch-mates" in done.stderr
     assert_same_outputs(split_outputs(tmp_path / "out" / "killed"), workspace["reference"])

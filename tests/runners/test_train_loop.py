@@ -1,5 +1,6 @@
 """The training loop in one process (`train.py`'s code path, in-process): learning, gradient accumulation, fp16 with a
-grad scaler, clipping, preemption signals, divergence, corrupt images, TensorBoard and the config errors."""
+grad scaler, clipping, preemption signals, divergence, corrupt images, TensorBoard, the choice of the best checkpoint
+and the config errors."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +17,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from lavis_ib.cli import load_runner, run
 from lavis_ib.runners.checkpoints import CheckpointStore
+from lavis_ib.runners.runner_iter import Progress
+from lavis_ib.runners.train_log import TrainLog
 from tests.runners.train_fixtures import build_small_world, train_losses, write_train_config
 
 NO_DROPOUT = {"qformer": {"hidden_dropout": 0.0, "attention_dropout": 0.0}}
@@ -147,6 +151,76 @@ def test_tensorboard_event_files_hold_the_logged_scalars(cache, tmp_path):
     assert {"train/loss", "train/lr", "train/grad_norm", "train/samples_per_s", "train/peak_memory_mb"} <= set(tags)
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
     assert events.Scalars("train/loss")[0].value == pytest.approx(train_losses(Path(summary["job_dir"]))[1])
+
+
+class ScriptedEvaluator:
+    """Stands in for the validation evaluator: each call returns the next validation's `{split: agg_metrics}`."""
+
+    def __init__(self, *validations: dict):
+        self.validations = list(validations)
+
+    def evaluate_model(self, model, output_root, info, splits=None) -> list[dict]:
+        summaries = []
+        for key, value in self.validations.pop(0).items():
+            dataset, split = key.split("/")
+            report = "CIDEr" if dataset == "synthetic_caption" else "exact_match"
+            undefined = {report: "preds is empty: expected at least one sample"} if value is None else {}
+            summaries.append({"dataset": dataset, "split": split, "report": report, "agg_metrics": value,
+                              "metrics": {report: value}, "undefined": undefined})
+        return summaries
+
+
+VQA, CAPTION = "synthetic_vqa/val", "synthetic_caption/val"
+# exact_match (0–100) and CIDEr (0 to several hundred): a mean of the two follows the captions
+VALIDATIONS = [{VQA: 40.0, CAPTION: 300.0}, {VQA: 30.0, CAPTION: 700.0}, {VQA: None, CAPTION: 800.0},
+               {VQA: 50.0, CAPTION: 100.0}]
+
+
+@pytest.mark.parametrize("option, split, bests", [
+    (None, VQA, [True, False, False, True]),  # the default: the first validated split, never the mixed mean
+    (f"run.best_metric={CAPTION}", CAPTION, [True, True, True, False]),
+])
+def test_the_best_checkpoint_is_chosen_by_one_split_and_an_undefined_score_is_never_best(cache, tmp_path, option,
+                                                                                         split, bests):
+    runner = runner_for(tmp_path, *([option] if option else []), valid_splits=["val"])
+    assert (runner.best_choice.split, runner.best_choice.configured) == (split, option is not None)
+    runner.info, runner.job_dir = SimpleNamespace(is_main=True), tmp_path
+    runner.log = TrainLog(tmp_path, tensorboard=False)
+    evaluator, progress = ScriptedEvaluator(*VALIDATIONS), Progress()
+    model, engine = SimpleNamespace(llm=torch.nn.Linear(1, 1)), torch.nn.Linear(1, 1)
+    chosen = []
+    for step in range(1, len(VALIDATIONS) + 1):
+        progress.step = step
+        chosen.append(runner.validate(evaluator, model, engine, progress))
+    assert chosen == bests
+    scores = [v[split] for v in VALIDATIONS]
+    assert progress.history == list(enumerate(scores, start=1))
+    assert progress.best_score == max(s for s in scores if s is not None)
+    events = [json.loads(line) for line in (tmp_path / "log.txt").read_text().splitlines()]
+    metric = "CIDEr" if split == CAPTION else "exact_match"
+    assert [e["val_agg_metrics"] for e in events] == scores
+    assert all(e["val_best_metric"] == f"{split} {metric}" for e in events)
+    assert events[2][f"val_{VQA}/exact_match"] is None  # logged as null, not dropped
+    if split == VQA:
+        assert events[2]["val_undefined"] == "preds is empty: expected at least one sample"
+        assert [e["val_best_step"] for e in events] == [1, 1, 1, 4]
+
+
+def test_log_names_the_best_checkpoint_metric_at_the_start_and_in_each_validation(cache, tmp_path):
+    """A real run validating VQA (exact_match) and captions (CIDEr): the default picks the first, and says so."""
+    summary = runner_for(tmp_path, "run.job_id=best", max_iters=2, val_freq=1, val_limit=2, valid_splits=["val"],
+                         save_freq=0, save_last=False).train()
+    logged = [json.loads(line) for line in (Path(summary["job_dir"]) / "log.txt").read_text().splitlines()]
+    (start,) = [record["best_checkpoint"] for record in logged if "best_checkpoint" in record]
+    assert start == {"split": VQA, "metric": "exact_match", "rule": "best checkpoint chosen by synthetic_vqa/val "
+                     "exact_match (the first validated split; set run.best_metric to choose)"}
+    validations = [record for record in logged if "val_agg_metrics" in record]
+    assert [record["step"] for record in validations] == [1, 2]
+    for record in validations:
+        assert record["val_best_metric"] == f"{VQA} exact_match"
+        assert record["val_agg_metrics"] == record[f"val_{VQA}/exact_match"]
+        assert f"val_{CAPTION}/CIDEr" in record
+    assert summary["history"] == [(r["step"], r[f"val_{VQA}/exact_match"]) for r in validations]
 
 
 @pytest.mark.parametrize("option, expected", [

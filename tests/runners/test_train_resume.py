@@ -1,14 +1,25 @@
 """Exact resume: a run SIGKILLed after step k and resumed with `run.resume=auto` ends with bitwise the trainable
 weights and the logged losses of the run that was never interrupted — in one process and in 2-process DDP (gloo).
-The 2-process run also checks that DDP keeps every rank's trainable weights identical."""
+The 2-process run also checks that DDP keeps every rank's trainable weights identical.
+
+Preemption with DataLoader workers (torchrun, 2 processes, `num_workers: 1`): SIGTERM to torchrun, or to every
+process of the job as SLURM sends it, ends the step after the signal with a checkpoint, and resuming from it is
+bitwise the uninterrupted run; no worker outlives its rank, also when the rank is SIGKILLed."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.runners.train_fixtures import ROOT, build_small_world, train, train_losses, write_train_config
+from tests.runners.train_fixtures import (DEADLINE_S, ROOT, build_small_world, process_tree, start_training,
+                                          still_running, train, train_losses, write_train_config)
 
 DRIVER = ROOT / "tests" / "runners" / "train_driver.py"
 STEPS, SAVE_AT = 6, 3
@@ -45,3 +56,70 @@ def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, monkeypatch):
     ranks = [load_file(tmp_path / "ranks" / f"rank{r}.safetensors") for r in range(nproc)]
     assert all(torch.equal(ranks[0][k], other[k]) for other in ranks[1:] for k in ranks[0])
     assert all(torch.equal(ranks[0][k], straight[k]) for k in straight)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Preemption with DataLoader workers
+
+SIGNAL_AFTER = 3  # the signal lands after this step; the step after it is the one checkpointed
+
+
+@pytest.fixture(scope="module")
+def with_workers(world, tmp_path_factory):
+    """A 2-process config with one DataLoader worker per rank and no periodic checkpoint, and its job run straight
+    through: `(config, straight job folder)`."""
+    folder = tmp_path_factory.mktemp("workers")
+    config = write_train_config(folder / "train.yaml", folder / "out", max_iters=STEPS, save_freq=50, num_workers=1,
+                                datasets=("synthetic_vqa",))
+    train(config, world, 2, "run.job_id=straight", script=DRIVER)
+    return config, folder / "out" / "straight"
+
+
+def start_paused(config: Path, world: Path, job: str, folder: Path) -> tuple[subprocess.Popen, list[int], Path]:
+    """Start `job` under torchrun and wait until both ranks hold after step `SIGNAL_AFTER` for a signal: the
+    launcher, its processes (torchrun first, then the ranks, then their workers) and the output file."""
+    marks, output = folder / "marks", folder / "output.txt"
+    launcher = start_training(config, world, 2, f"run.job_id={job}", script=DRIVER, output=output,
+                              AWAIT_SIGNAL_AFTER_STEP=str(SIGNAL_AFTER), AWAIT_SIGNAL_DIR=str(marks))
+    deadline = time.monotonic() + DEADLINE_S
+    while len(list(marks.glob("rank*"))) < 2:
+        assert launcher.poll() is None and time.monotonic() < deadline, output.read_text()[-4000:]
+        time.sleep(0.05)
+    processes = process_tree(launcher.pid)
+    assert len(processes) == 5, f"expected torchrun, 2 ranks and their 2 workers: {processes}"
+    return launcher, processes, output
+
+
+@pytest.mark.parametrize("target", ["torchrun", "every_process"])
+def test_sigterm_with_dataloader_workers_checkpoints_and_resumes_exactly(world, with_workers, tmp_path, target):
+    config, straight = with_workers
+    job = f"sigterm_{target}"
+    launcher, processes, output = start_paused(config, world, job, tmp_path)
+    for pid in processes if target == "every_process" else processes[:1]:
+        os.kill(pid, signal.SIGTERM)
+    # torchrun forwards the signal to each rank's process group (workers included), waits for the ranks (which exit
+    # 0) and then re-raises the signal it got as SignalException: its own status is 1
+    assert launcher.wait(timeout=DEADLINE_S) == 1
+    text = output.read_text()
+    assert text.count(f"stopped after step {SIGNAL_AFTER + 1} with a checkpoint") == 2, text[-4000:]
+    assert "DataLoader worker" not in text and "SignalException" in text
+    assert still_running(processes, within=1) == []
+    checkpoints = straight.parent / job / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("step_*")) == [f"step_{SIGNAL_AFTER + 1}"]
+
+    train(config, world, 2, f"run.job_id={job}", "run.resume=auto")
+    expected = load_file(straight / "checkpoints" / f"step_{STEPS}" / "model.safetensors")
+    resumed = load_file(checkpoints / f"step_{STEPS}" / "model.safetensors")
+    assert expected.keys() == resumed.keys() and len(expected) > 20
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+    assert train_losses(checkpoints.parent) == train_losses(straight)
+
+
+def test_a_sigkilled_rank_leaves_no_dataloader_worker_behind(world, with_workers, tmp_path):
+    """A worker drops a SIGTERM that is not its rank's, so torchrun's SIGTERM to a dead rank's group no longer ends
+    it: it notices that its parent is gone (torch's workers check every 5 s) and exits."""
+    launcher, processes, output = start_paused(with_workers[0], world, "sigkill", tmp_path)
+    for rank in processes[1:3]:
+        os.kill(rank, signal.SIGKILL)
+    assert launcher.wait(timeout=DEADLINE_S) == 1
+    assert still_running(processes[3:], within=15) == [], output.read_text()[-4000:]

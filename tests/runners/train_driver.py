@@ -3,12 +3,16 @@
 - `KILL_AFTER_STEP=k`: every rank SIGKILLs itself right after optimizer step k, before that step's bookkeeping —
   a crash that loses everything not yet checkpointed.
 - `DUMP_WEIGHTS_DIR=d`: after the last step every rank writes its trainable weights to `d/rank<r>.safetensors`.
+- `AWAIT_SIGNAL_AFTER_STEP=k` with `AWAIT_SIGNAL_DIR=d`: right after optimizer step k every rank creates `d/rank<r>`
+  and waits until its stop handler has seen a signal, which the test sends from outside: the signal lands
+  at a known step however slow the machine.
 """
 
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -22,10 +26,20 @@ def main() -> None:
     runner = load_runner("train", sys.argv[1:])
     kill_after = int(os.environ.get("KILL_AFTER_STEP", 0))
     dump = os.environ.get("DUMP_WEIGHTS_DIR")
+    await_after = int(os.environ.get("AWAIT_SIGNAL_AFTER_STEP", 0))
 
     def instrument(step: int, record: dict) -> None:
         if step == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == await_after:
+            mark = Path(os.environ["AWAIT_SIGNAL_DIR"]) / f"rank{dist.get_rank()}"
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+            deadline = time.monotonic() + 120
+            while runner.stop.signum is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no stop signal within 120 s of step {step}")
+                time.sleep(0.02)
         if dump and step == runner.max_iters:
             Path(dump).mkdir(parents=True, exist_ok=True)
             weights = {k: v.contiguous().clone() for k, v in runner.parts["model"].trainable_state_dict().items()}

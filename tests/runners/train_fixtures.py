@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -55,14 +56,57 @@ def launch(script: Path, nproc: int, *args: str) -> list[str]:
             str(script), *args]
 
 
+def train_command(config: Path, nproc: int, options: tuple[str, ...], script: Path = ROOT / "train.py") -> list[str]:
+    return launch(script, nproc, "--cfg-path", str(config), *(["--options", *options] if options else []))
+
+
 def train(config: Path, cache: Path, nproc: int = 1, *options: str, script: Path = ROOT / "train.py",
           expect: int = 0) -> subprocess.CompletedProcess:
     """Run training to completion and check its exit status."""
-    command = launch(script, nproc, "--cfg-path", str(config), *(["--options", *options] if options else []))
-    done = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S, env=environment(cache),
-                          cwd=ROOT)
+    done = subprocess.run(train_command(config, nproc, options, script), capture_output=True, text=True,
+                          timeout=DEADLINE_S, env=environment(cache), cwd=ROOT)
     assert done.returncode == expect, done.stderr[-4000:]
     return done
+
+
+def start_training(config: Path, cache: Path, nproc: int, *options: str, script: Path, output: Path,
+                   **env: str) -> subprocess.Popen:
+    """Start training in the background with `env` added, its stdout and stderr going to the file `output`."""
+    with output.open("w") as sink:
+        return subprocess.Popen(train_command(config, nproc, options, script), stdout=sink, stderr=subprocess.STDOUT,
+                                env={**environment(cache), **env}, cwd=ROOT)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (from /proc), parents before children."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree = [pid]
+    for member in tree:
+        tree += sorted(children.get(member, []))
+    return tree
+
+
+def still_running(pids: list[int], within: float = 0) -> list[int]:
+    """Those of `pids` still running (neither gone nor a zombie waiting to be reaped) after up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = [pid for pid in pids if _state(pid) not in (None, "Z", "X")]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def train_losses(job_dir: Path) -> dict[int, float]:

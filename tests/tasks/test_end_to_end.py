@@ -4,13 +4,17 @@ Every dataset with an eval fixture is evaluated once per architecture (module-sc
 output files are checked against what a user relies on: one prediction per record with the rendered prompt and the
 record's ground truth, the protocol recorded beside the metric, and a metric that equals its recomputation from
 `predictions.jsonl` with the public metric functions. Further runs check that the batch size does not change the
-predictions, that unreadable media are skipped, counted and retried, and the `--limit` / `--datasets` options.
+predictions, that unreadable media are skipped, counted and retried, that a metric undefined on the records in
+scope is reported as such (`evaluate.py` itself, as a subprocess), and the `--limit` / `--datasets` options.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from lavis_ib.common.config import Config
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets import templates
-from lavis_ib.datasets.records import read_jsonl
+from lavis_ib.datasets.records import read_jsonl, write_jsonl
 from tests.tasks.fixtures import FIXTURE_SPLITS, NOCAPS_DOMAINS, write_eval_fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -557,6 +561,57 @@ def test_skipped_records_are_retried_once_readable(tmp_path, caplog):
     assert again[2:] == scored  # kept, not recomputed
     assert summary["metrics"] == metrics.exact_match([p["answer"] for p in again], [p["gt"] for p in again])
     assert read_json(folder / "metrics.json") == summary
+
+
+def test_a_split_with_every_record_unreadable_reports_its_metric_undefined(tmp_path, caplog):
+    """Nothing left to score is an undefined metric with the reason (and a warning), not a crash of the run."""
+    data = tmp_path / "data"
+    write_eval_fixture(data, "gqa", n=3, corrupt=3)
+    config = write_config(tmp_path / "gqa.yaml", {"gqa": data}, tmp_path / "out", "unreadable", 2)
+    with caplog.at_level("WARNING", logger="lavis_ib.runners.evaluator"):
+        (summary,) = evaluate("--cfg-path", str(config))
+    assert (summary["num_in_scope"], summary["num_scored"], summary["num_skipped"]) == (3, 0, 3)
+    assert summary["metrics"] == {"exact_match": None} and summary["agg_metrics"] is None
+    reason = summary["undefined"]["exact_match"]
+    assert reason.startswith("every record in scope was unreadable (3 skipped; first: cannot open image ")
+    assert read_json(tmp_path / "out" / "unreadable" / "gqa" / "testdev" / "metrics.json") == summary
+    assert "exact_match undefined" in caplog.text
+    table = (tmp_path / "out" / "unreadable" / "results.md").read_text(encoding="utf-8")
+    assert "| gqa | testdev | exact_match | undefined |" in table and f"gqa testdev exact_match: {reason}" in table
+
+
+def test_smoke_run_on_one_class_reports_roc_auc_undefined_and_ends_normally(tmp_path):
+    """`evaluate.py --limit 4` on HatefulMemes records whose first four are all hateful (as the real dev_seen's first
+    six are): ROC-AUC has no value on them, so it is null with the reason, accuracy is still computed, the table
+    says "undefined", and the command exits 0 instead of a ValueError traceback."""
+    data = tmp_path / "data"
+    path = write_eval_fixture(data, "hateful_memes", n=6)
+    records = read_jsonl(path)
+    for record in records[:4]:
+        record.update(label=1, text_output="yes")
+    write_jsonl(records, path, overwrite=True)
+    config = write_config(tmp_path / "hateful.yaml", {"hateful_memes": data}, tmp_path / "out", "smoke", 4)
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run([sys.executable, str(REPO / "evaluate.py"), "--cfg-path", str(config), "--limit", "4"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Traceback" not in done.stderr
+    reason = "labels are all 1: ROC-AUC needs at least one positive (1) and one negative (0)"
+    job = tmp_path / "out" / "smoke"
+    summary = read_json(job / "hateful_memes" / "dev_seen" / "metrics.json")
+    assert (summary["num_scored"], summary["limit"], summary["report"]) == (4, 4, "roc_auc")
+    assert summary["agg_metrics"] is None and summary["metrics"]["roc_auc"] is None
+    assert summary["undefined"] == {"roc_auc": reason}
+    predictions = read_predictions(job / "hateful_memes" / "dev_seen")
+    assert [p["gt"] for p in predictions] == [1, 1, 1, 1]
+    assert summary["metrics"]["accuracy"] == metrics.accuracy([p["pred"] for p in predictions], [1] * 4)["accuracy"]
+    assert f"roc_auc undefined (null in metrics.json) on the 4 scored record(s): {reason}" in done.stderr
+    (row,) = read_json(job / "results.json")["rows"]
+    assert (row["ours"], row["undefined"]) == (None, reason)
+    table = (job / "results.md").read_text(encoding="utf-8")
+    assert "| hateful_memes | dev_seen | roc_auc | undefined |" in table
+    assert f"- hateful_memes dev_seen roc_auc: {reason}" in table
 
 
 # ----------------------------------------------------------------------------------------------------- 5. options

@@ -17,8 +17,8 @@ import torch
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets.builders.schema import Decoding, EvalProtocol
-from lavis_ib.metrics import (aokvqa_accuracy, caption_metrics, exact_match, ivqa_accuracy, ranking_metrics,
-                              vqa_accuracy)
+from lavis_ib.metrics import (Undefined, aokvqa_accuracy, caption_metrics, exact_match, ivqa_accuracy,
+                              ranking_metrics, vqa_accuracy)
 from lavis_ib.models.blip2 import Blip2Base, CandidateScores
 from lavis_ib.runners.predictions import PredictionStore
 from lavis_ib.runners.results import render_markdown, result_row
@@ -183,6 +183,30 @@ def test_verbalizer_ranking_probability_and_roc_auc():
     summary = task.summary(model)
     assert summary["verbalizers"] == [["no", "false"], ["yes", "true"]] and summary["candidates"] == "verbalizers"
     assert "decoding" not in summary
+
+
+def test_roc_auc_of_one_class_is_undefined_while_accuracy_counts():
+    """The first records of a `--limit` run all hateful: ROC-AUC has no value, accuracy still has one."""
+    task = make_task("classification", "hateful_memes", "dev_seen", **HATEFUL)
+    lls = [[-1.0, -2.0, -0.5, -3.0], [-0.2, -4.0, -2.5, -2.0]]  # P(yes) > 0.5 for the first only
+    predictions = task.predict(FakeModel(sums=lls), make_batch(2, label=[1, 1]))
+    metrics = task.metrics(predictions)
+    assert metrics == {"accuracy": 50.0, "num_unmapped": 0, "roc_auc": Undefined(
+        "labels are all 1: ROC-AUC needs at least one positive (1) and one negative (0)")}
+    assert task.report_key == "roc_auc"
+
+
+@pytest.mark.parametrize("task, protocol, keys", [
+    ("vqa", {"metric": "exact_match", "group_by": "type"}, {"exact_match"}),
+    ("classification", {"mode": "rank", "candidates": "choices"}, {"accuracy"}),
+    ("dialog", {"mode": "rank", "candidates": "answer_options"}, {"mrr", "r@1", "r@5", "r@10", "mean_rank"}),
+    ("captioning", {"metric_options": {"meteor": False}}, {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L",
+                                                           "CIDEr"}),
+])
+def test_no_scored_prediction_leaves_every_metric_undefined(task, protocol, keys):
+    metrics = make_task(task, **protocol).metrics([])
+    undefined = {key for key, value in metrics.items() if isinstance(value, Undefined)}
+    assert undefined == keys and set(metrics) - keys <= {"num_unmapped"}
 
 
 def test_roc_auc_needs_two_verbalizer_classes_in_rank_mode():
@@ -523,6 +547,20 @@ def test_result_rows_beside_table1():
     assert lines[7].startswith("| scienceqa | test | accuracy | 61.0 | 60.5 | +0.5 |")
     assert "rank choices (sum)" in lines[7]
     assert gqa.to_dict()["difference"] == pytest.approx(0.8)
+
+
+def test_an_undefined_metric_shows_as_undefined_with_its_reason():
+    reason = "labels are all 1: ROC-AUC needs at least one positive (1) and one negative (0)"
+    summary = {**metrics_file("hateful_memes", "dev_seen", "roc_auc", None, mode="rank"),
+               "metrics": {"accuracy": 50.0, "roc_auc": None}, "undefined": {"roc_auc": reason}}
+    row = result_row(summary, "blip2_vicuna_instruct", "vicuna7b")
+    assert (row.ours, row.undefined, row.difference) == (None, reason, None)
+    assert row.to_dict()["undefined"] == reason
+    table = render_markdown([row, result_row(metrics_file("gqa", "testdev", "exact_match", 50.0),
+                                             "blip2_vicuna_instruct", "vicuna7b")], "t")
+    assert "| hateful_memes | dev_seen | roc_auc | undefined | 59.6 | – |" in table
+    assert table.endswith(f"Undefined on the records in scope:\n- hateful_memes dev_seen roc_auc: {reason}\n")
+    assert "| gqa | testdev | exact_match | 50.0 |" in table
 
 
 def test_result_row_without_a_number():

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from lavis_ib.common.errors import UserError
 from lavis_ib.common.media import MediaError, open_image
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.records import iter_shards, verify_shards
@@ -60,7 +61,7 @@ class Skipped:
         return f"{self.dataset}[{self.index}]: {self.reason}"
 
 
-class UnreadableDatasetError(RuntimeError):
+class UnreadableDatasetError(UserError, RuntimeError):
     """No readable record was found to replace an unreadable one: the dataset's media are missing or misplaced."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from lavis_ib.common.errors import UserError
 from lavis_ib.common.registry import registry
 from lavis_ib.datasets.encoding import read_utf8
 
@@ -63,7 +64,7 @@ def register_converter(name: str, splits: Sequence[str], sources: str) -> Callab
     return decorate
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """An original annotation file that is missing, unreadable or not in the documented format."""
 
 

@@ -270,6 +270,3 @@ def main(argv: list[str] | None = None) -> None:
     total = sum(report.written for split_reports in reports.values() for report in split_reports)
     print(f"synthetic world: {total:,} records of {len(reports)} datasets under {args.root or cache_root()}")
 
-
-if __name__ == "__main__":
-    main()
