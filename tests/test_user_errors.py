@@ -90,31 +90,57 @@ def one_line_error(done: subprocess.CompletedProcess, mode: str) -> str:
     return line
 
 
-@pytest.mark.parametrize("script, mode", [("train.py", "train"), ("evaluate.py", "evaluate")])
-def test_an_output_dir_that_is_a_file_names_the_key_and_path(world, tmp_path, script, mode):
+@pytest.fixture
+def in_process(world, monkeypatch, capsys):
+    """`in_process(mode, config, *options, extra=())`: the error line of `train.py` / `evaluate.py`'s function run
+    in this process (what the scripts call), for the variants of a case whose script run is tested once."""
+    from lavis_ib.cli import run
+
+    monkeypatch.setenv("LAVIS_IB_CACHE", str(world))
+
+    def refused(mode: str, config: Path, *options: str, extra: tuple[str, ...] = ()) -> str:
+        with pytest.raises(SystemExit) as stop:
+            run(mode, ["--cfg-path", str(config), *extra, *(["--options", *options] if options else [])])
+        assert stop.value.code == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"{mode}: error: ")]
+        assert len(lines) == 1
+        return lines[0]
+
+    return refused
+
+
+def test_an_output_dir_that_is_a_file_names_the_key_and_path(world, tmp_path, in_process):
     occupied = tmp_path / "results"
     occupied.write_text("not a folder")
-    config = write_train_config(tmp_path / "train.yaml", occupied) if mode == "train" else eval_config(tmp_path)
-    line = one_line_error(command(script, config, world, f"run.output_dir={occupied}"), mode)
-    assert f"run.output_dir {occupied} is a file, not a folder" in line
-    assert not (tmp_path / "results").is_dir()
+    expected = f"run.output_dir {occupied} is a file, not a folder"
+    train = write_train_config(tmp_path / "train.yaml", occupied)
+    assert expected in one_line_error(command("train.py", train, world), "train")
+    assert expected in in_process("evaluate", eval_config(tmp_path), f"run.output_dir={occupied}")
+    assert occupied.read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "text"])
-def test_a_model_checkpoint_that_is_not_one_is_one_line(world, tmp_path, kind):
-    weights = tmp_path / "weights.safetensors"
+def write_not_a_checkpoint(weights: Path, kind: str) -> Path:
     if kind == "empty":
         weights.write_bytes(b"")
     elif kind == "truncated":
-        from safetensors.torch import save_file
         import torch
+        from safetensors.torch import save_file
 
         save_file({"query_tokens": torch.zeros(1, 32, 64)}, str(weights))
         weights.write_bytes(weights.read_bytes()[:60])
     else:
         weights.write_text("these are my notes, not weights\n")
-    done = command("evaluate.py", eval_config(tmp_path), world, f"model.checkpoint={weights}", extra=("--limit", "2"))
-    assert str(weights) in one_line_error(done, "evaluate")
+    return weights
+
+
+def test_a_model_checkpoint_that_is_not_one_is_one_line(world, tmp_path, in_process):
+    config = eval_config(tmp_path)
+    empty = write_not_a_checkpoint(tmp_path / "empty.safetensors", "empty")
+    done = command("evaluate.py", config, world, f"model.checkpoint={empty}", extra=("--limit", "2"))
+    assert str(empty) in one_line_error(done, "evaluate")
+    for kind in ("truncated", "text"):
+        weights = write_not_a_checkpoint(tmp_path / f"{kind}.safetensors", kind)
+        assert str(weights) in in_process("evaluate", config, f"model.checkpoint={weights}", extra=("--limit", "2"))
 
 
 def test_a_tokenizer_folder_without_its_files_is_one_line(world, tmp_path):
@@ -132,15 +158,15 @@ def test_a_wrong_media_root_is_one_line(world, tmp_path):
     assert "nowhere" in line and "synthetic_vqa" in line
 
 
-def test_shards_without_a_manifest_are_one_line(world, tmp_path):
+def test_shards_without_a_manifest_are_one_line(world, tmp_path, in_process):
     records = [json.loads(line) for line in
                (world / "datasets" / "synthetic_vqa" / "train.jsonl").read_text().splitlines()]
     write_shards(records, tmp_path / "shards" / "train", per_shard=20)
     manifest_path(tmp_path / "shards" / "train").unlink()
     config = write_train_config(tmp_path / "train.yaml", tmp_path / "out", datasets=("synthetic_vqa",))
-    done = command("train.py", config, world,
-                   f"datasets.synthetic_vqa.build_info.annotations.train.storage={tmp_path / 'shards'}/train-*.tar")
-    assert "manifest" in one_line_error(done, "train")
+    line = in_process("train", config,
+                      f"datasets.synthetic_vqa.build_info.annotations.train.storage={tmp_path / 'shards'}/train-*.tar")
+    assert "manifest" in line
 
 
 def test_a_corrupt_image_under_strict_is_one_line_even_from_a_dataloader_worker(world, tmp_path):
