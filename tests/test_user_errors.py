@@ -138,6 +138,7 @@ def test_a_model_checkpoint_that_is_not_one_is_one_line(world, tmp_path, in_proc
     empty = write_not_a_checkpoint(tmp_path / "empty.safetensors", "empty")
     done = command("evaluate.py", config, world, f"model.checkpoint={empty}", extra=("--limit", "2"))
     assert str(empty) in one_line_error(done, "evaluate")
+    assert not (tmp_path / "out").exists()  # the failed start left no job folder
     for kind in ("truncated", "text"):
         weights = write_not_a_checkpoint(tmp_path / f"{kind}.safetensors", kind)
         assert str(weights) in in_process("evaluate", config, f"model.checkpoint={weights}", extra=("--limit", "2"))

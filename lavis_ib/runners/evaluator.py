@@ -129,12 +129,12 @@ class Evaluator:
             torch.manual_seed(self.run.seed)
             job = dist.job_id(self.run.job_id)
             output_root = Path(self.run.output_dir) / job
+            self.check_protocols()
+            model = self.build_model(info.device)  # a start that fails here leaves no job folder
             if info.is_main:
                 output_root.mkdir(parents=True, exist_ok=True)
                 PredictionStore(output_root).write_json("config.json", self.cfg.to_dict())
                 log.info("evaluation job %s: outputs in %s", job, output_root)
-            self.check_protocols()
-            model = self.build_model(info.device)
             summaries = self.evaluate_model(model, output_root, info)
             if info.is_main:
                 self.write_results(summaries)
