@@ -15,6 +15,7 @@ clipping, `lr_scale` honoured, validation on any split, outputs under the workin
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
@@ -39,12 +40,13 @@ from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets.builders.dataset import SkipCounter
 from lavis_ib.datasets.sampling import balanced_mixture
-from lavis_ib.runners.checkpoints import STEP_DIR, rng_state, set_rng_state
+from lavis_ib.runners.checkpoints import META_FILE, STEP_DIR, rng_state, set_rng_state
 from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
 from lavis_ib.runners.job_folder import (check_output_dir, check_resume_choice, checkpoint_store,
                                         set_aside_for_restart, set_aside_later_checkpoints)
 from lavis_ib.runners.optim import (check_schedule, max_iters_of, optimizer_from_run, param_group_summary,
                                     scheduler_from_run)
+from lavis_ib.runners.predictions import differences
 from lavis_ib.runners.sharding import gathered, shard_frozen_llm
 from lavis_ib.runners.stop_signals import StopRequest, WorkerSafeLoader
 from lavis_ib.runners.train_log import TrainLog
@@ -498,7 +500,8 @@ class RunnerIter:
                      "scheduler": parts["scheduler"].state_dict(), "scaler": parts["scaler"].state_dict(),
                      "progress": parts["progress"].state_dict(), "ranks": ranks}
             path = self.store.save(step, parts["model"].trainable_state_dict(), state,
-                                   metadata={"best_score": parts["progress"].best_score, "best": best})
+                                   metadata={"best_score": parts["progress"].best_score, "best": best,
+                                             "config": self.cfg.to_dict()})
             if best:
                 self.store.mark_best(step)
             log.info("checkpoint: %s", path)
@@ -542,11 +545,25 @@ class RunnerIter:
         if self.info.is_main:
             set_aside_later_checkpoints(self.job_dir, path)
             log.info("resumed from %s at step %d", path, state["step"])
+            self.warn_config_changes(path)
             if state["step"] >= self.max_iters:
                 log.warning("the job already ran its run.max_iters=%d steps; nothing to train (to train longer: "
                             "--options run.max_iters=<more> run.resume_schedule=extend)", self.max_iters)
         dist.barrier()  # the later checkpoints are aside before any rank goes on
         return str(path)
+
+    def warn_config_changes(self, path: Path) -> None:
+        """A resumed run whose config differs from its checkpoint's (a job_id reused for another experiment, say)
+        goes on, naming every key that changed; the resume keys themselves are expected to change."""
+        try:
+            saved = json.loads((path / META_FILE).read_text(encoding="utf-8"))["metadata"]["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # written before configs were recorded, or meta.json is gone: nothing to compare
+        ignored = ("run.resume", "run.resume_schedule", "run.resume_ckpt_path")
+        changed = [line for line in differences(saved, self.cfg.to_dict()) if not line.startswith(ignored)]
+        if changed:
+            log.warning("resuming %s with a config that differs from the one it was trained with: %s", path,
+                        "; ".join(changed))
 
     def load_resumable(self, path: Path) -> tuple[dict, dict]:
         """The checkpoint at `path`; a damaged one is an error naming the newest earlier one that loads, and the

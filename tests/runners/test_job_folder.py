@@ -175,3 +175,13 @@ def test_a_start_that_fails_after_the_checks_leaves_no_job_folder(cache, tmp_pat
     with pytest.raises(ValueError, match="weights.safetensors"):
         train_in_process(config(tmp_path), f"model.checkpoint={broken}")
     assert not (tmp_path / "out" / "job").exists()
+
+
+def test_resuming_with_another_config_names_what_changed(cache, tmp_path, caplog):
+    """A job_id reused with another dataset ratio resumes (auto) but says which keys differ from its checkpoint's."""
+    path = config(tmp_path, max_iters=2)
+    train_in_process(path)
+    with caplog.at_level("WARNING", logger="lavis_ib.runners.runner_iter"):
+        train_in_process(path, "datasets.synthetic_vqa.sample_ratio=2.0", "run.resume=auto")
+    (warning,) = [r.getMessage() for r in caplog.records if "differs from the one it was trained with" in r.getMessage()]
+    assert "datasets.synthetic_vqa.sample_ratio: None → 2.0" in warning and "run.resume" not in warning  # unset → 2
