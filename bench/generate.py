@@ -14,6 +14,8 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
 import tempfile
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from transformers import (
     BlipImageProcessor,
+    CompileConfig,
     InstructBlipConfig,
     InstructBlipForConditionalGeneration,
     InstructBlipProcessor,
@@ -66,6 +69,13 @@ VISDIAL_PROMPTS = [
     for i in range(8)
 ]
 SIZES = {
+    "tiny": dict(  # seconds: gpu_check.py's CPU dry run (`--size cpu`), and for trying a script out
+        vision=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                    patch_size=14, image_size=56),
+        qformer=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
+        llama=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                   intermediate_size=256),
+    ),
     "cpu": dict(
         vision=dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
                     patch_size=14, image_size=224),
@@ -85,6 +95,16 @@ SIZES = {
 
 def build_hf(size: str, device: str, dtype: torch.dtype, seed: int = 0):
     """Random HF InstructBLIP of `size` on `device` plus its processor (tiny committed tokenizers, left padding)."""
+    config, processor = hf_config(size)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = InstructBlipForConditionalGeneration._from_config(config, dtype=dtype)
+    randomize(model, full=(size in ("cpu", "tiny")), seed=seed)
+    return model.eval(), processor
+
+
+def hf_config(size: str):
+    """The `InstructBlipConfig` of `size` and its processor (tiny committed tokenizers, left padding)."""
     dims = SIZES[size]
     tokenizer = load_vicuna_tokenizer(tiny_tokenizer_dir("llama"))
     qformer_tok = load_qformer_tokenizer(tiny_tokenizer_dir("bert"))
@@ -106,11 +126,7 @@ def build_hf(size: str, device: str, dtype: torch.dtype, seed: int = 0):
                             attention_probs_dropout_prob=0.0, **dims["qformer"]),
         text_config=llama, num_query_tokens=NUM_QUERIES, image_token_index=image_token,
     )
-    torch.manual_seed(seed)
-    with torch.device(device):
-        model = InstructBlipForConditionalGeneration._from_config(config, dtype=dtype)
-    randomize(model, full=(size == "cpu"), seed=seed)
-    return model.eval(), processor
+    return config, processor
 
 
 @torch.no_grad()
@@ -159,15 +175,42 @@ def sync(device: str):
         torch.cuda.synchronize()
 
 
-def run_ours(ours, pixel_values, prompts, num_beams):
+def run_ours(ours, pixel_values, prompts, num_beams, new_tokens=NEW_TOKENS):
     return ours.generate_token_ids({"image": pixel_values, "prompt": prompts}, num_beams=num_beams,
-                                   max_length=NEW_TOKENS, min_length=NEW_TOKENS, repetition_penalty=1.0,
+                                   max_length=new_tokens, min_length=new_tokens, repetition_penalty=1.0,
                                    length_penalty=1.0, length_semantics="new_tokens")
 
 
 @torch.no_grad()
-def run_hf(hf_model, ours, inputs, num_beams):
-    out = hf_model.generate(**inputs, num_beams=num_beams, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+def run_ours_lever(ours, pixel_values, prompts, num_beams, lever: str, compile_backend: str,
+                   new_tokens=NEW_TOKENS):
+    """Ours with a decode-loop lever of transformers' `generate`: `static` (a preallocated `StaticCache`, no
+    compilation) or `compile` (the static cache plus the decode step under `torch.compile`: inductor's
+    "reduce-overhead" mode, i.e. CUDA graphs, on a GPU). The same steps as `generate_token_ids` (visual tokens,
+    `[pads | Q | prompt]`, the LLM's `generate` under the LLM's autocast) with the lever's arguments added; our
+    shared-prefix cache gives way to transformers' own cache, so beams prefill the prefix once per beam here."""
+    visual = ours.query_features(pixel_values.to(ours.device), prompts)
+    embeds, mask = ours.generation_inputs(visual, prompts)
+    extra = dict(cache_implementation="static")
+    if lever == "static":
+        extra["disable_compile"] = True
+    elif lever == "compile":
+        config = CompileConfig() if compile_backend == "inductor" else CompileConfig(backend=compile_backend, mode=None)
+        config._compile_all_devices = True  # transformers compiles only on accelerators unless told otherwise
+        extra["compile_config"] = config
+    else:
+        raise ValueError(f"unknown lever {lever!r}; expected static or compile")
+    with ours.llm_compute():
+        out = ours.llm.generate(inputs_embeds=embeds, attention_mask=mask, eos_token_id=ours.eos_token_id,
+                                pad_token_id=ours.tokenizer.pad_token_id, num_beams=num_beams,
+                                max_new_tokens=new_tokens, min_new_tokens=new_tokens, repetition_penalty=1.0,
+                                length_penalty=1.0, do_sample=False, **extra)
+    return ours.clean_output_ids(out)
+
+
+@torch.no_grad()
+def run_hf(hf_model, ours, inputs, num_beams, new_tokens=NEW_TOKENS):
+    out = hf_model.generate(**inputs, num_beams=num_beams, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                             do_sample=False, repetition_penalty=1.0, length_penalty=1.0,
                             eos_token_id=ours.eos_token_id, pad_token_id=ours.tokenizer.pad_token_id)
     out = out[:, inputs["input_ids"].shape[1] :]
@@ -192,11 +235,12 @@ def timed(fn, device):
     return time.perf_counter() - start, out
 
 
-def bench_case(name, ours, hf_model, processor, images, prompts, num_beams, reps, device, dtype):
+def bench_case(name, ours, hf_model, processor, images, prompts, num_beams, reps, device, dtype,
+               new_tokens=NEW_TOKENS):
     inputs = hf_batch(processor, ours, images, prompts, device, dtype)
     pixel_values = inputs["pixel_values"].float()  # ours takes fp32 pixels (autocast on CUDA)
-    ours_fn = lambda: run_ours(ours, pixel_values, prompts, num_beams)  # noqa: E731
-    hf_fn = lambda: run_hf(hf_model, ours, inputs, num_beams)  # noqa: E731
+    ours_fn = lambda: run_ours(ours, pixel_values, prompts, num_beams, new_tokens)  # noqa: E731
+    hf_fn = lambda: run_hf(hf_model, ours, inputs, num_beams, new_tokens)  # noqa: E731
     ours_out, hf_out = ours_fn(), hf_fn()  # warm-up
     t_ours, t_hf = [], []
     for _ in range(reps):  # alternate sides
@@ -208,64 +252,168 @@ def bench_case(name, ours, hf_model, processor, images, prompts, num_beams, reps
     equal = ours_out.shape == hf_out.shape and torch.equal(ours_out.cpu(), hf_out.cpu())
     if not equal and len(prompts) > 1:
         # HF batched may differ from HF per-sample (padding changes the numerics): compare against single runs.
-        singles = [run_hf(hf_model, ours, hf_batch(processor, ours, [img], [p], device, dtype), num_beams)[0]
+        singles = [run_hf(hf_model, ours, hf_batch(processor, ours, [img], [p], device, dtype), num_beams,
+                          new_tokens)[0]
                    for img, p in zip(images, prompts)]
         rows = [ours_out[i][: len(s)].cpu().tolist() == s.cpu().tolist() for i, s in enumerate(singles)]
         hf_rows = [hf_out[i][: len(s)].cpu().tolist() == s.cpu().tolist() for i, s in enumerate(singles)]
         equal = all(rows)
         note = (f" (vs HF per-sample: {sum(rows)}/{len(rows)} rows equal; HF batched vs HF per-sample: "
                 f"{sum(hf_rows)}/{len(hf_rows)})")
-    new_tokens = ours_out.shape[1]
-    return dict(case=name, ours=statistics.median(t_ours), hf=statistics.median(t_hf), ours_min=min(t_ours),
-                hf_min=min(t_hf), equal=equal, note=note,
-                new_tokens=new_tokens, hf_new_tokens=hf_out.shape[1])
+    tokens = len(prompts) * ours_out.shape[1]  # generated tokens per call (the best beam of each sample)
+    return dict(case=name, batch=len(prompts), beams=num_beams, ours=statistics.median(t_ours),
+                hf=statistics.median(t_hf), ours_min=min(t_ours), hf_min=min(t_hf), equal=equal, note=note,
+                new_tokens=ours_out.shape[1], hf_new_tokens=hf_out.shape[1],
+                ours_tokens_per_s=tokens / statistics.median(t_ours), hf_tokens_per_s=tokens / statistics.median(t_hf),
+                speedup=statistics.median(t_hf) / statistics.median(t_ours), ids=ours_out.cpu())
 
 
-def main():
+def bench_lever(case: dict, lever: str, ours, processor, images, prompts, reps, device, dtype, compile_backend,
+                new_tokens=NEW_TOKENS):
+    """One decode-loop lever on one case: first call (compilation included) apart, then `reps` timed calls; the
+    ratio to ours without the lever and whether the ids are still ours'."""
+    pixel_values = hf_batch(processor, ours, images, prompts, device, dtype)["pixel_values"].float()
+    fn = lambda: run_ours_lever(ours, pixel_values, prompts, case["beams"], lever, compile_backend,  # noqa: E731
+                                new_tokens)
+    first, out = timed(fn, device)
+    times = []
+    for _ in range(reps):
+        t, out = timed(fn, device)
+        times.append(t)
+    seconds = statistics.median(times)
+    return dict(case=case["case"], lever=lever, backend=compile_backend if lever == "compile" else None,
+                first_call_s=first, seconds=seconds, min_s=min(times),
+                tokens_per_s=len(prompts) * out.shape[1] / seconds, speedup_vs_ours=case["ours"] / seconds,
+                ids_identical=out.shape == case["ids"].shape and torch.equal(out.cpu(), case["ids"]))
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def memory_gb(device: str) -> dict:
+    """What is held now and the peak so far (GB): the CUDA allocator's, or the process's resident set (VmRSS/VmHWM)."""
+    if device == "cuda":
+        return dict(now=torch.cuda.memory_allocated() / 2**30, peak=torch.cuda.max_memory_allocated() / 2**30)
+    return dict(now=status_kb("VmRSS") / 2**20, peak=status_kb("VmHWM") / 2**20)
+
+
+def write_json(path: str | None, data: dict) -> None:
+    """`data` as JSON at `path` (atomically: a reader, or a run killed meanwhile, sees the old or the new file)."""
+    if not path:
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=lambda value: None)  # tensors and other values: null
+    os.replace(tmp, path)
+
+
+def build_pair(size: str, device: str, dtype: torch.dtype):
+    """HF's random model and ours from it, with the seconds and memory each build took (`build` of the report)."""
+    sync(device)
+    start, before = time.perf_counter(), memory_gb(device)
+    hf_model, processor = build_hf(size, device, dtype)
+    sync(device)
+    hf_s, after_hf = time.perf_counter() - start, memory_gb(device)
+    start = time.perf_counter()
+    ours = build_ours(hf_model, processor, device)
+    sync(device)
+    ours_s, after_ours = time.perf_counter() - start, memory_gb(device)
+    build = dict(size=size, device=device, hf_dtype=str(dtype), hf_build_s=hf_s, ours_build_s=ours_s,
+                 hf_params_m=sum(p.numel() for p in hf_model.parameters()) / 1e6,
+                 ours_params_m=sum(p.numel() for p in ours.parameters()) / 1e6,
+                 hf_resident_gb=after_hf["now"] - before["now"], ours_resident_gb=after_ours["now"] - after_hf["now"],
+                 peak_gb=after_ours["peak"], memory="CUDA allocator" if device == "cuda" else "process RSS",
+                 llm_weight_bytes=sum(p.numel() * p.element_size() for p in ours.llm.parameters()))
+    return hf_model, processor, ours, build
+
+
+def parse_case(case: str) -> tuple[int, int, bool]:
+    """`b8-beam5-visdial` → (batch 8, beams 5, VisDial prompts)."""
+    batch, mode, *kind = case.split("-")
+    return int(batch[1:]), 1 if mode == "greedy" else int(mode.removeprefix("beam")), kind == ["visdial"]
+
+
+def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
     parser.add_argument("--cases", default="b1-greedy,b1-beam5,b8-greedy,b8-beam5,b1-beam5-visdial,b8-beam5-visdial",
-                        help="batch-mode[-visdial]: mode greedy or beamN; -visdial uses the ~300-token prompts")
-    args = parser.parse_args()
+                        help="batch-mode[-visdial]: mode greedy or beamN; -visdial uses the ~300-token prompts; "
+                             "'none': build only")
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS, help="tokens generated per sample (min = max)")
+    parser.add_argument("--levers", default="", help="decode-loop levers of ours: static,compile (none by default)")
+    parser.add_argument("--lever-cases", default="b1-greedy,b8-beam5", help="the cases the levers run on")
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend of the compile lever (default: inductor on CUDA, eager on CPU)")
+    parser.add_argument("--json", help="write the results here (after every case, so a killed run leaves them)")
+    args = parser.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     dtype = torch.float16 if args.device == "cuda" else torch.float32
+    backend = args.compile_backend or ("inductor" if args.device == "cuda" else "eager")
+    report = dict(build=None, cases=[], levers=[], new_tokens=args.new_tokens, reps=args.reps)
 
-    t0 = time.perf_counter()
-    hf_model, processor = build_hf(args.size, args.device, dtype)
-    ours = build_ours(hf_model, processor, args.device)
-    print(f"built HF + ours ({args.size}, {args.device}, HF {dtype}) in {time.perf_counter() - t0:.1f}s; "
-          f"{sum(p.numel() for p in hf_model.parameters()) / 1e6:.1f}M params", flush=True)
+    hf_model, processor, ours, report["build"] = build_pair(args.size, args.device, dtype)
+    build = report["build"]
+    write_json(args.json, report)
+    print(f"built HF + ours ({args.size}, {args.device}, HF {dtype}) in {build['hf_build_s']:.1f} + "
+          f"{build['ours_build_s']:.1f}s; {build['hf_params_m']:.1f}M params; peak {build['peak_gb']:.2f} GB "
+          f"({build['memory']})", flush=True)
 
     image_size = SIZES[args.size]["vision"]["image_size"]
     all_images = make_images(len(PROMPTS), image_size)
-    results = []
-    for case in args.cases.split(","):
-        batch, mode, *kind = case.split("-")
-        n = int(batch[1:])
-        beams = 1 if mode == "greedy" else int(mode.removeprefix("beam"))
-        prompts = (VISDIAL_PROMPTS if kind == ["visdial"] else PROMPTS)[:n]
+    cases = [] if args.cases == "none" else args.cases.split(",")
+    results = {}
+    for case in cases:
+        n, beams, visdial = parse_case(case)
+        prompts = (VISDIAL_PROMPTS if visdial else PROMPTS)[:n]
         lengths = ours.text.prompts(prompts)["attention_mask"].sum(dim=1)
         name = (f"batch {n}, {'greedy' if beams == 1 else f'beam {beams}'}, prompts "
-                f"{lengths.min().item()}-{lengths.max().item()} tok" + (" (VisDial)" if kind else ""))
+                f"{lengths.min().item()}-{lengths.max().item()} tok" + (" (VisDial)" if visdial else ""))
         start = time.perf_counter()
-        r = bench_case(name, ours, hf_model, processor, all_images[:n], prompts, beams, args.reps, args.device, dtype)
-        results.append(r)
+        r = bench_case(name, ours, hf_model, processor, all_images[:n], prompts, beams, args.reps, args.device, dtype,
+                       args.new_tokens)
+        results[case] = r
+        report["cases"].append({"key": case, **r})
+        write_json(args.json, report)
         print(f"  {r['case']}: ours {r['ours']:.3f}s HF {r['hf']:.3f}s equal={r['equal']}{r['note']} "
               f"({time.perf_counter() - start:.1f}s)", flush=True)
+    levers = [lever for lever in args.levers.split(",") if lever]
+    for lever, case in [(lever, case) for lever in levers for case in args.lever_cases.split(",")]:
+        if case in results:  # every case's static cache first, then compilation (the slow first calls)
+            n, beams, visdial = parse_case(case)
+            prompts = (VISDIAL_PROMPTS if visdial else PROMPTS)[:n]
+            start = time.perf_counter()
+            r = bench_lever(results[case], lever, ours, processor, all_images[:n], prompts, args.reps, args.device,
+                            dtype, backend, args.new_tokens)
+            report["levers"].append({"key": case, **r})
+            write_json(args.json, report)
+            print(f"  {r['case']}, {lever}: {r['seconds']:.3f}s (first call {r['first_call_s']:.1f}s), "
+                  f"x{r['speedup_vs_ours']:.2f} vs ours, ids identical {r['ids_identical']} "
+                  f"({time.perf_counter() - start:.1f}s)", flush=True)
 
     threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
-    print(f"\n{args.size} model on {args.device}{threads}; {NEW_TOKENS} new tokens (min = max), median of "
+    print(f"\n{args.size} model on {args.device}{threads}; {args.new_tokens} new tokens (min = max), median of "
           f"{args.reps}; torch {torch.__version__}, {platform.machine()}\n")
-    print("| case | ours s | HF s | speed-up HF/ours | (min: ours / HF s) | outputs equal |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['case']} | {r['ours']:.3f} | {r['hf']:.3f} | {r['hf'] / r['ours']:.2f} | "
-              f"{r['ours_min']:.3f} / {r['hf_min']:.3f} | "
+    print("| case | ours s | HF s | speed-up HF/ours | (min: ours / HF s) | ours tokens/s | outputs equal |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results.values():
+        print(f"| {r['case']} | {r['ours']:.3f} | {r['hf']:.3f} | {r['speedup']:.2f} | "
+              f"{r['ours_min']:.3f} / {r['hf_min']:.3f} | {r['ours_tokens_per_s']:.1f} | "
               f"{'yes' if r['equal'] else 'no'}{r['note']} |")
+    if report["levers"]:
+        print("\n| case | lever | s | first call s | tokens/s | vs ours | ids identical |")
+        print("|---|---|---|---|---|---|---|")
+        for r in report["levers"]:
+            label = f"{r['lever']} ({r['backend']})" if r["backend"] else r["lever"]
+            print(f"| {r['case']} | {label} | "
+                  f"{r['seconds']:.3f} | {r['first_call_s']:.2f} | {r['tokens_per_s']:.1f} | "
+                  f"{r['speedup_vs_ours']:.2f} | {'yes' if r['ids_identical'] else 'no'} |")
+    return report
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from generate import SIZES, build_hf, build_ours, sync  # bench/generate.py (this script's folder is on sys.path)
+from generate import SIZES, build_hf, build_ours, sync, write_json  # bench/generate.py (this script's folder: sys.path)
 from lavis_ib.models.text_batching import IGNORE, pad_rows
 
 VICUNA_VOCAB = 32002
@@ -122,7 +122,8 @@ def peak_of(method: str, fn, case: str, vocab: str, args) -> float:
     if args.device == "cuda":
         return peak_memory_gb(fn, "cuda")
     command = [sys.executable, __file__, "--peak", method, "--cases", case, "--vocabs", vocab, "--size", args.size,
-               "--device", args.device, "--threads", str(args.threads), "--ref-segment", str(args.ref_segment)]
+               "--device", args.device, "--threads", str(args.threads), "--ref-segment", str(args.ref_segment),
+               "--max-candidates", str(args.max_candidates)]
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("peak_gb=")]
     return float(lines[-1].split("=")[1]) if lines else float("nan")
@@ -169,6 +170,8 @@ def methods(model, case: dict, args) -> dict:
 def bench_case(model, name: str, vocab: str, args) -> dict:
     """Timings (alternating sides), score agreement, and each side's peak memory measured in a fresh process."""
     case = CASES[name](model.tokenizer, random.Random(0))
+    if args.max_candidates:
+        case["candidates"] = case["candidates"][: args.max_candidates]
     fns = methods(model, case, args)
     ours_out = fns["ours"]()  # warm-up
     t_ours, t_ref = [], []
@@ -183,8 +186,14 @@ def bench_case(model, name: str, vocab: str, args) -> dict:
     return dict(case=name, vocab=model.llm.config.vocab_size, ours=t_ours, ref=t_ref, prefix=prefix,
                 candidates=len(case["candidates"]), same_ranks=rank_agreement(ours_out, ref_out),
                 diff=(ours_out.float().cpu() - ref_out.float().cpu()).abs().max().item(),
-                mem_ours=peak_of("ours", fns["ours"], name, vocab, args),
-                mem_ref=peak_of("reference", fns["reference"], name, vocab, args))
+                mem_ours=None if args.no_memory else peak_of("ours", fns["ours"], name, vocab, args),
+                mem_ref=None if args.no_memory else peak_of("reference", first_segments(model, case, args), name,
+                                                            vocab, args))
+
+
+def first_segments(model, case: dict, args):
+    """The reference on its first two segments only: its peak is one segment's LLM call (as `--peak` measures it)."""
+    return methods(model, {**case, "candidates": case["candidates"][: 2 * args.ref_segment]}, args)["reference"]
 
 
 def build_model(vocab: str, args):
@@ -214,13 +223,17 @@ def print_table(rows: list[dict], args) -> None:
         ours, ref = statistics.median(r["ours"]), statistics.median(r["ref"])
         print(f"| {r['case']} | {r['vocab']} | {r['prefix']} | {r['candidates']} | {spread(r['ours'])} | "
               f"{spread(r['ref'])} | {ref / ours:.1f}x | {r['same_ranks']} | {r['diff']:.1e} | "
-              f"{r['mem_ours']:.2f} | {r['mem_ref']:.2f} | {r['candidates'] / ours:.0f} |")
+              f"{gb(r['mem_ours'])} | {gb(r['mem_ref'])} | {r['candidates'] / ours:.0f} |")
+
+
+def gb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 CASES = {"visdial": visdial_case, "msvd": msvd_case}
 
 
-def main():
+def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -231,13 +244,18 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (1: steady on a shared machine)")
     parser.add_argument("--cases", default="visdial,msvd")
     parser.add_argument("--vocabs", default="model,32k", help="'model' (the tokenizer's size) and/or '32k'")
+    parser.add_argument("--max-candidates", type=int, default=0, help="keep only the first N candidates of a case")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument("--json", help="write the results here (after every case, so a killed run leaves them)")
     parser.add_argument("--peak", choices=["ours", "reference"], help=argparse.SUPPRESS)  # child: one measurement
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     if args.peak:
         model = build_model(args.vocabs, args)
         case = CASES[args.cases](model.tokenizer, random.Random(0))
+        if args.max_candidates:
+            case["candidates"] = case["candidates"][: args.max_candidates]
         if args.peak == "reference":  # its peak is one segment's LLM call: two segments show it at a fraction of the time
             case["candidates"] = case["candidates"][: 2 * args.ref_segment]
         print(f"peak_gb={peak_memory_gb(methods(model, case, args)[args.peak], args.device)}")
@@ -252,9 +270,22 @@ def main():
             start = time.perf_counter()
             r = bench_case(model, name, vocab, args)
             rows.append(r)
+            write_json(args.json, dict(cases=[summary(row) for row in rows], memory=memory_kind(args)))
             print(f"  {name}: ours {spread(r['ours'])}s, full sequence {spread(r['ref'])}s, ranks identical "
                   f"{r['same_ranks']}, max |diff| {r['diff']:.1e} ({time.perf_counter() - start:.0f}s)", flush=True)
     print_table(rows, args)
+    return dict(cases=[summary(row) for row in rows])
+
+
+def summary(row: dict) -> dict:
+    """A case's row of the table as numbers (`--json`)."""
+    ours, ref = statistics.median(row["ours"]), statistics.median(row["ref"])
+    return {**row, "ours_s": ours, "ref_s": ref, "speedup": ref / ours, "candidates_per_s": row["candidates"] / ours,
+            "ranks_identical": row["same_ranks"] == "yes"}
+
+
+def memory_kind(args) -> str | None:
+    return None if args.no_memory else "peak RSS growth" if args.device == "cpu" else "peak CUDA allocation"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from generate import SIZES, build_hf, sync  # bench/generate.py (this script's folder is on sys.path)
+from generate import SIZES, build_hf, sync, write_json  # bench/generate.py (this script's folder is on sys.path)
 from rank import status_kb
 from lavis_ib.common.registry import registry
 from lavis_ib.models.hf_interop import model_from_hf
@@ -180,6 +180,22 @@ def vit_in_autograd(model):
 
 
 @contextlib.contextmanager
+def llm_grad_checkpoint(model):
+    """`model.llm_grad_checkpoint: true` for the duration: the frozen LLM's layers recompute their activations in
+    backward (`set_llm_grad_checkpointing`), unwrapped again afterwards (the wrappers change no parameter name)."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+
+    model.set_llm_grad_checkpointing(True)
+    try:
+        yield
+    finally:
+        for parent in list(model.llm.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, CheckpointWrapper):
+                    setattr(parent, name, child._checkpoint_wrapped_module)
+
+
+@contextlib.contextmanager
 def qformer_math_attention(model):
     """The lever reverted: the Q-Former's SDPA calls limited to the math backend (what an explicit softmax does)."""
     contexts = []
@@ -231,6 +247,7 @@ def sides(hf_model, ours, device: str) -> dict:
         "ours, for-loop AdamW": lambda p: ours_step(p, optimizer=loop),
         "ours, ViT in autograd": lambda p: ours_step(p, context=lambda: vit_in_autograd(ours)),
         "ours, Q-Former math attention": lambda p: ours_step(p, context=lambda: qformer_math_attention(ours)),
+        "ours, llm_grad_checkpoint": lambda p: ours_step(p, context=lambda: llm_grad_checkpoint(ours)),
     }
 
 
@@ -346,7 +363,7 @@ def check_device(args, parser) -> None:
         parser.error("--device cuda: torch sees no CUDA device here")
 
 
-def main():
+def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(TRAIN_SIZES), default="cpu")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -358,8 +375,9 @@ def main():
     parser.add_argument("--sides", default="all", help="'all', or a comma list of indices into the table's rows")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak (dense bf16) for MFU")
+    parser.add_argument("--json", help="write the results here (after every repeat, so a killed run leaves them)")
     parser.add_argument("--peak", help=argparse.SUPPRESS)  # child: one side's CPU peak memory
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     check_device(args, parser)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -384,7 +402,9 @@ def main():
 
     steps = sides(hf_model, ours, args.device)
     names = list(steps) if args.sides == "all" else [list(steps)[int(i)] for i in args.sides.split(",")]
+    flops = step_flops(ours, stats, args.batch)
     memory = {}
+    report = dict(build_s=time.perf_counter() - start, losses_before=losses, tokens=stats, batch=args.batch)
     for name in names:  # warm-up (on CUDA two steps more, measuring the peak of these first steps)
         if args.device == "cuda" and not args.no_memory:
             memory[name] = peak_step_memory_gb(steps[name], pairs, memory_steps(args), "cuda")
@@ -396,9 +416,29 @@ def main():
             seconds = run_steps(steps[name], pairs, args.steps, args.device, offset=rep)
             rates[name].append(args.steps * args.batch / seconds)
         print(f"  repeat {rep + 1}: " + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in names) + " samples/s", flush=True)
+        write_json(args.json, {**report, "sides": table_rows(rates, memory, flops, args)})
     if args.device == "cpu" and not args.no_memory:
         memory = {name: cpu_peak_in_child(name, args) for name in names}
-    print_table(rates, memory, step_flops(ours, stats, args.batch), args)
+    report["sides"] = table_rows(rates, memory, flops, args)
+    write_json(args.json, report)
+    print_table(rates, memory, flops, args)
+    return report
+
+
+def table_rows(rates: dict, memory: dict, flops: float, args) -> list[dict]:
+    """The table's rows as numbers (`--json`): samples/s (median, min, max), vs HF, memory, TFLOP/s, MFU."""
+    peak = peak_flops(args)
+    reference = statistics.median(rates["HF + AdamW (default)"]) if rates.get("HF + AdamW (default)") else None
+    rows = []
+    for name, values in rates.items():
+        rate = statistics.median(values) if values else None
+        achieved = flops / args.batch * rate if rate else None
+        rows.append(dict(side=name, samples_per_s=rate, min=min(values, default=None), max=max(values, default=None),
+                         vs_hf=rate / reference if rate and reference else None, memory_gb=memory.get(name),
+                         model_tflops=achieved / 1e12 if achieved else None,
+                         mfu=achieved / peak if achieved and peak else None, peak_tflops=peak / 1e12 if peak else None,
+                         gflop_per_sample=flops / args.batch / 1e9))
+    return rows
 
 
 def print_table(rates: dict, memory: dict, flops: float, args) -> None:

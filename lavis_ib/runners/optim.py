@@ -257,6 +257,11 @@ def build_optimizer(param_groups: Iterable[dict], init_lr: float, weight_decay: 
                              fused=fused or None, foreach=None if fused else True)
 
 
+def grad_scaler(precision: str, device: torch.device | str) -> torch.amp.GradScaler:
+    """The run's gradient scaler, on `device`'s type: enabled for fp16 only (bf16 and fp32 need no loss scaling)."""
+    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+
+
 def optimizer_from_run(param_groups: Iterable[dict], run, device: torch.device | str | None = None):
     """`build_optimizer` with a `RunConfig`'s `init_lr`, `weight_decay`, `beta1` and `beta2`."""
     return build_optimizer(param_groups, run.init_lr, run.weight_decay, betas=(run.beta1, run.beta2), device=device)

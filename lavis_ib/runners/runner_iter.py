@@ -44,8 +44,8 @@ from lavis_ib.runners.checkpoints import META_FILE, STEP_DIR, rng_state, set_rng
 from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
 from lavis_ib.runners.job_folder import (check_output_dir, check_resume_choice, checkpoint_store,
                                         set_aside_for_restart, set_aside_later_checkpoints)
-from lavis_ib.runners.optim import (check_schedule, max_iters_of, optimizer_from_run, param_group_summary,
-                                    scheduler_from_run)
+from lavis_ib.runners.optim import (check_schedule, grad_scaler, max_iters_of, optimizer_from_run,
+                                    param_group_summary, scheduler_from_run)
 from lavis_ib.runners.predictions import differences
 from lavis_ib.runners.sharding import gathered, shard_frozen_llm
 from lavis_ib.runners.stop_signals import StopRequest, WorkerSafeLoader
@@ -327,7 +327,7 @@ class RunnerIter:
         groups = model.optimizer_param_groups(run.weight_decay, run.lr_layer_decay)
         optimizer = optimizer_from_run(groups, run, info.device)
         scheduler = scheduler_from_run(optimizer, run)
-        scaler = torch.amp.GradScaler(info.device.type, enabled=self.precision == "fp16")
+        scaler = grad_scaler(self.precision, info.device)
         progress, skips = Progress(), SkipCounter()
         self.parts = dict(model=model, sampler=sampler, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                           progress=progress, skips=skips)

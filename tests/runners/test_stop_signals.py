@@ -12,7 +12,8 @@ import textwrap
 import time
 
 from lavis_ib.runners.stop_signals import STOP_SIGNALS, StopRequest, WorkerSafeLoader
-from tests.runners.train_fixtures import ROOT, process_tree, still_running
+from lavis_ib.common.processes import process_tree
+from tests.runners.train_fixtures import ROOT, still_running
 
 
 def send_from_another_process(pid: int, signals) -> None:

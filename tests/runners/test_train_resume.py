@@ -18,7 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.runners.train_fixtures import (DEADLINE_S, ROOT, build_small_world, process_tree, start_training,
+from lavis_ib.common.processes import process_tree
+from tests.runners.train_fixtures import (DEADLINE_S, ROOT, build_small_world, start_training,
                                           still_running, train, train_losses, write_train_config)
 
 DRIVER = ROOT / "tests" / "runners" / "train_driver.py"

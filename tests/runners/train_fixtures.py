@@ -77,21 +77,6 @@ def start_training(config: Path, cache: Path, nproc: int, *options: str, script:
                                 env={**environment(cache), **env}, cwd=ROOT)
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (from /proc), parents before children."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # the process ended meanwhile
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    tree = [pid]
-    for member in tree:
-        tree += sorted(children.get(member, []))
-    return tree
-
-
 def still_running(pids: list[int], within: float = 0) -> list[int]:
     """Those of `pids` still running (neither gone nor a zombie waiting to be reaped) after up to `within` seconds."""
     deadline = time.monotonic() + within
