@@ -123,7 +123,7 @@ def synthetic_world_demo(image_size: int, args: argparse.Namespace) -> None:
             job = train_on_held_in(Path(args.train_config), Path(args.output), args.nproc, cache, args.train_options)
             print_validation_curve(job)
             best = CheckpointStore(job / "checkpoints").best()
-            evaluate_held_out(Path(args.eval_config), Path(args.output), best / "model.safetensors")
+            evaluate_held_out(Path(args.eval_config), Path(args.output), best / "model.safetensors", job.name)
         finally:
             if previous is None:
                 os.environ.pop("LAVIS_IB_CACHE", None)
@@ -176,15 +176,17 @@ HELD_OUT_CHANCE = {
 """Accuracy of a uniform guess over each held-out task's answers."""
 
 
-def evaluate_held_out(config: Path, output: Path, checkpoint: Path) -> None:
-    """`evaluate.py --cfg-path <config>` with the trained weights, then its rows beside their chance levels."""
+def evaluate_held_out(config: Path, output: Path, checkpoint: Path, job_id: str) -> None:
+    """`evaluate.py --cfg-path <config>` with the trained weights, then its rows beside their chance levels. The
+    evaluation job is named after the training job: each `make demo` evaluates its own weights (a shared job id
+    would hold the predictions of an earlier run's checkpoint, which the evaluator refuses to mix)."""
     from lavis_ib.cli import run
 
     print(f"\nzero-shot held-out evaluation: python evaluate.py --cfg-path {config} "
           f"--options model.checkpoint={checkpoint}")
     run("evaluate", ["--cfg-path", str(config), "--options", f"model.checkpoint={checkpoint}",
-                     f"run.output_dir={output / 'eval'}", "run.job_id=held_out"])
-    rows = json.loads((output / "eval" / "held_out" / "results.json").read_text())["rows"]
+                     f"run.output_dir={output / 'eval'}", f"run.job_id={job_id}"])
+    rows = json.loads((output / "eval" / job_id / "results.json").read_text())["rows"]
     print("\n| held-out task | metric | trained tiny model | chance |")
     print("|---|---|---:|---:|")
     for row in rows:

@@ -47,7 +47,7 @@ def test_demo_trains_then_evaluates_the_held_out_tasks_beside_chance(tmp_path, c
         assert f"| {point['step']} | {point['colour']:.1f} | {point['shape']:.1f} | {point['cider']:.1f} |" in out
     best = (job / "checkpoints" / "best").read_text().strip()
     assert f"model.checkpoint={job / 'checkpoints' / best / 'model.safetensors'}" in out
-    rows = json.loads((output / "eval" / "held_out" / "results.json").read_text())["rows"]
+    rows = json.loads((output / "eval" / job.name / "results.json").read_text())["rows"]  # one eval job per run
     assert [row["dataset"] for row in rows] == list(HELD_OUT_CHANCE)
     for row, chance in zip(rows, ("33.3", "50.0", "33.3", "25.0")):
         assert f"| {row['dataset']} | {row['metric']} | {row['ours']:.1f} | {chance} |" in out

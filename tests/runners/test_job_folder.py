@@ -10,23 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 from lavis_ib.cli import load_runner, run
 from lavis_ib.runners.checkpoints import CheckpointStore
-from tests.runners.train_fixtures import build_small_world, environment, launch, write_train_config
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_small_world(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture
-def cache(world, monkeypatch):
-    monkeypatch.setenv("LAVIS_IB_CACHE", str(world))
-    torch.set_num_threads(1)
-    return world
+from tests.runners.train_fixtures import environment, launch, write_train_config
 
 
 def config(tmp_path: Path, **run) -> Path:

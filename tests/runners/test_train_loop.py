@@ -19,21 +19,9 @@ from lavis_ib.cli import load_runner, run
 from lavis_ib.runners.checkpoints import CheckpointStore
 from lavis_ib.runners.runner_iter import Progress
 from lavis_ib.runners.train_log import TrainLog
-from tests.runners.train_fixtures import build_small_world, train_losses, write_train_config
+from tests.runners.train_fixtures import train_losses, write_train_config
 
 NO_DROPOUT = {"qformer": {"hidden_dropout": 0.0, "attention_dropout": 0.0}}
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_small_world(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture
-def cache(world, monkeypatch):
-    monkeypatch.setenv("LAVIS_IB_CACHE", str(world))
-    torch.set_num_threads(1)
-    return world
 
 
 def runner_for(tmp_path: Path, *options: str, name: str = "train.yaml", **config):
