@@ -297,11 +297,10 @@ class RunnerIter:
             self.precision = resolve_precision(self.run.precision, info.device)
             job = dist.job_id(self.run.job_id)
             self.job_dir = Path(self.run.output_dir) / job
-            new_folder = not self.job_dir.exists()
-            dist.barrier()  # every rank has looked before rank 0 creates it
+            new_folder = not self.job_dir.exists()  # read by rank 0 only, which alone creates the folder
             if info.is_main and self.run.resume == "restart":
                 set_aside_for_restart(self.job_dir)
-            dist.barrier()
+            dist.barrier()  # the earlier run is aside before any rank reads the job folder
             self.store = checkpoint_store(self.job_dir, keep_last=self.run.keep_last)
             self.log = TrainLog(self.job_dir, enabled=info.is_main, tensorboard=self.run.tensorboard)
             self.started = False
