@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from generate import SIZES, build_hf, build_ours, sync, write_json  # bench/generate.py (this script's folder: sys.path)
+# bench/generate.py (this script's folder is on sys.path)
+from generate import SIZES, build_hf, build_ours, status_kb, sync, write_json
 from lavis_ib.models.text_batching import IGNORE, pad_rows
 
 VICUNA_VOCAB = 32002
@@ -127,11 +128,6 @@ def peak_of(method: str, fn, case: str, vocab: str, args) -> float:
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("peak_gb=")]
     return float(lines[-1].split("=")[1]) if lines else float("nan")
-
-
-def status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def timed(fn, device: str):

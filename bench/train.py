@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from generate import SIZES, build_hf, sync, write_json  # bench/generate.py (this script's folder is on sys.path)
-from rank import status_kb
+# bench/generate.py (this script's folder is on sys.path)
+from generate import SIZES, build_hf, status_kb, sync, write_json
 from lavis_ib.common.registry import registry
 from lavis_ib.models.hf_interop import model_from_hf
 from lavis_ib.models.text_batching import IGNORE
