@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+QUANT = ["bitsandbytes>=0.50.2", "accelerate>=1.15.0"]
+LORA = ["peft>=0.21.2"]
+
 setup(
     name="lavis_ib",
     version="0.1.0",
@@ -30,8 +33,14 @@ setup(
         "webdataset>=1.0.2",
         "pycocoevalcap>=1.2",
     ],
-    # sklearn: the ROC-AUC oracle in tests; PyYAML: tests write configs
-    extras_require={"dev": ["pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1", "PyYAML>=6.0.4"]},
+    # quant: bitsandbytes quantizes the frozen LLM as transformers loads it, accelerate places it (model.quantization,
+    # model.device_map); lora: peft's adapters (model.lora). dev: everything, plus the test tools (sklearn: the
+    # ROC-AUC oracle; PyYAML: tests write configs).
+    extras_require={
+        "quant": QUANT,
+        "lora": LORA,
+        "dev": [*QUANT, *LORA, "pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1", "PyYAML>=6.0.4"],
+    },
     entry_points={
         "console_scripts": [
             "lavis-ib-convert-data = lavis_ib.datasets.convert:main",

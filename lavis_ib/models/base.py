@@ -86,13 +86,19 @@ class BaseModel(nn.Module):
     def from_config(cls, cfg: Mapping | DictConfig, source: str = "model config", device: str = "cpu",
                     precision: str | None = None) -> "BaseModel":
         """Build the model for `device` under a precision policy and load the weights its config points to."""
-        from lavis_ib.models.precision import PrecisionPolicy
-
         parsed = cls.parse_config(cfg, source)
         cls.check_locations(parsed)
-        model = cls(parsed, PrecisionPolicy.resolve(parsed, device, precision))
+        model = cls.build(parsed, device, precision)
         model.load_configured_weights()
+        model.finish_loading()
         return model
+
+    @classmethod
+    def build(cls, cfg, device: str, precision: str | None) -> "BaseModel":
+        """The modules of a parsed config for `device` under a precision policy, before any weight file is read."""
+        from lavis_ib.models.precision import PrecisionPolicy
+
+        return cls(cfg, PrecisionPolicy.resolve(cfg, device, precision))
 
     @classmethod
     def from_pretrained(cls, model_type: str, device: str = "cpu", precision: str | None = None,
@@ -141,6 +147,9 @@ class BaseModel(nn.Module):
 
     def load_configured_weights(self) -> None:
         """Load the weight files named in the config; architectures override this."""
+
+    def finish_loading(self) -> None:
+        """What follows the configured weights (e.g. fresh adapters); architectures override this."""
 
     @property
     def device(self) -> torch.device:

@@ -12,7 +12,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -33,6 +33,11 @@ from lavis_ib.models.prompts import INSTRUCTION_KEY, instructions_for, vqa_promp
 from lavis_ib.models.qformer import QFormer, QFormerConfig
 from lavis_ib.models.collator import ModelCollator
 from lavis_ib.models.feature_cache import FeatureCache, frame_keys
+from lavis_ib.models.llm import build_language_model
+from lavis_ib.models import lora
+from lavis_ib.models.lora import LoraSettings
+from lavis_ib.models.placement import LlmPlacement
+from lavis_ib.models.quantization import Quantization, bitsandbytes_config, check_quantization, is_quantized
 from lavis_ib.models.inputs import check_candidates, check_generate_args, check_image, check_texts
 from lavis_ib.models.text_batching import IGNORE, TextBatcher
 from lavis_ib.models.tokenizers import load_qformer_tokenizer
@@ -74,6 +79,15 @@ class Blip2Config:
     llm_config: Optional[dict] = None
     llm_tokenizer: Optional[str] = None
     llm_precision: Precision = "fp16"
+    # big LLMs on small devices: bitsandbytes quantization (models/quantization.py), LoRA adapters (models/lora.py),
+    # placement over several devices / CPU / disk (models/placement.py); all three act on the frozen LLM only
+    quantization: Optional[Quantization] = None
+    quantization_compute_dtype: Optional[Precision] = None  # 4-bit matmul dtype; None: the LLM's own precision
+    quantization_double_quant: bool = False  # also quantize the 4-bit scales (QLoRA's double quantization)
+    lora: Optional[LoraSettings] = None
+    device_map: Optional[Union[str, dict]] = None  # accelerate's: auto, balanced, sequential, or module → device
+    max_memory: Optional[dict] = None  # device → budget for device_map, e.g. {0: 20GiB, cpu: 60GiB}
+    offload_folder: Optional[str] = None  # where device_map's "disk" layers are written
     prompt: str = ""
     apply_lemmatizer: bool = False
     length_semantics: LengthSemantics = "lavis"  # how generate's max_length/min_length count
@@ -121,12 +135,17 @@ class Blip2Base(BaseModel):
     LAVIS_MAX_LENGTH_OFFSET = 1  # LAVIS's max_length counts a BOS placeholder (decoder-only LLMs)
     ANSWER_LENGTH_PENALTY = 0.0
     LABEL_SHIFT = 0  # label positions the loss skips at the start (decoder-only LLMs predict position t + 1)
+    LLM_AUTO_CLASS: Any = None  # the transformers auto class the LLM is built with
+    LLM_CONFIG_OVERRIDES: dict[str, Any] = {}  # values forced onto the LLM's config
+    LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")  # `model.lora`'s default: attention query / value
     feature_cache: Optional[FeatureCache] = None  # frozen-ViT outputs by image identity (`enable_feature_cache`)
 
-    def __init__(self, cfg: Blip2Config, precision: PrecisionPolicy | None = None):
+    def __init__(self, cfg: Blip2Config, precision: PrecisionPolicy | None = None,
+                 placement: LlmPlacement | None = None):
         super().__init__()
         self.cfg = cfg
         self.precision = precision or PrecisionPolicy()
+        self.placement = placement or LlmPlacement()
         self.visual_encoder = build_eva_vit(cfg.vision, cfg.image_size, cfg.drop_path_rate, cfg.use_grad_checkpoint)
         self.ln_vision = LayerNormFp32(cfg.vision.width, eps=cfg.ln_vision_eps)
         self.Qformer = QFormer(cfg.qformer, cfg.vision.width, has_text=cfg.qformer_text_input)
@@ -150,11 +169,60 @@ class Blip2Base(BaseModel):
         self.set_llm_grad_checkpointing(cfg.llm_grad_checkpoint)
         self.train(False)
 
-    # ----- pieces each architecture provides -------------------------------------------------------------------
-    def build_tokenizer(self):
-        raise NotImplementedError
+    @classmethod
+    def build(cls, cfg: Blip2Config, device, precision: str | None) -> "Blip2Base":
+        """The modules for `device`, after the LLM's loading options are checked (no weight is read before)."""
+        check_quantization(cfg, cls.LLM_KEY)
+        placement = LlmPlacement.resolve(cfg, device, cls.LLM_KEY)
+        if cfg.lora is not None:
+            lora.check_targets(cfg.lora.target_modules or cls.LORA_TARGETS, cls.llm_skeleton(cfg))
+        policy = PrecisionPolicy.resolve(cfg, device, precision)
+        if placement.placed:
+            placement = placement.for_llm(cls.llm_skeleton(cfg), policy.llm)
+        return cls(cfg, policy, placement)
+
+    @classmethod
+    def llm_skeleton(cls, cfg: Blip2Config) -> nn.Module:
+        """The LLM's modules on the meta device: its structure, without reading a weight."""
+        return build_language_model(cls.LLM_AUTO_CLASS, getattr(cfg, cls.LLM_KEY), cls.LLM_KEY, cfg.llm_config,
+                                    cfg.random_init, overrides=cls.LLM_CONFIG_OVERRIDES, meta=True)
 
     def build_llm(self) -> nn.Module:
+        """The frozen LLM in its storage dtype, quantized and placed as configured."""
+        load = self.placement.from_pretrained_kwargs()
+        if self.cfg.quantization:
+            load["quantization_config"] = bitsandbytes_config(self.cfg, self.llm_dtype)
+        return build_language_model(self.LLM_AUTO_CLASS, self.llm_location, self.LLM_KEY, self.cfg.llm_config,
+                                    self.cfg.random_init, overrides=self.LLM_CONFIG_OVERRIDES, dtype=self.llm_dtype,
+                                    load_options=load)
+
+    def finish_loading(self) -> None:
+        """After the configured weights: add `model.lora`'s adapters (fresh; a LoRA checkpoint loads after this)."""
+        if self.cfg.lora is not None and not self.has_adapters:
+            lora.add_lora(self.llm, self.cfg.lora, self.LORA_TARGETS)
+            self.train(self.training)
+
+    @property
+    def has_adapters(self) -> bool:
+        return bool(lora.lora_layers(self.llm))
+
+    @property
+    def llm_is_quantized(self) -> bool:
+        return is_quantized(self.llm)
+
+    def _apply(self, fn, recurse: bool = True):
+        """`to()` / `cuda()` / `half()` and the like leave a placed or quantized LLM where it was loaded."""
+        if not self.placement.placed:
+            return super()._apply(fn, recurse)
+        modules = self._modules
+        self._modules = {name: module for name, module in modules.items() if name != self.LLM_MODULE}
+        try:
+            return super()._apply(fn, recurse)
+        finally:
+            self._modules = modules
+
+    # ----- pieces each architecture provides -------------------------------------------------------------------
+    def build_tokenizer(self):
         raise NotImplementedError
 
     def build_text_batcher(self) -> TextBatcher:
@@ -204,6 +272,7 @@ class Blip2Base(BaseModel):
         if self.cfg.freeze_vit:
             self.visual_encoder.train(False)
         self.llm.train(False)
+        lora.set_dropout_mode(self.llm, mode)
         return self
 
     @property
@@ -349,7 +418,9 @@ class Blip2Base(BaseModel):
         Strict about what a checkpoint must hold: every trainable tensor (`requires_grad`, the same definition
         `trainable_state_dict` saves by) must be present and no unknown key may appear; frozen tensors may be absent.
         """
-        report = load_state_dict_into(self, read_state_dict(path))
+        state = read_state_dict(path)
+        lora.check_checkpoint_adapters(state, self.cfg.lora, self.has_adapters, path)
+        report = load_state_dict_into(self, state)
         required = self.trainable_names()
         lacking = {g: [k for k in keys if k in required] for g, keys in report.missing.items()}
         lacking = {g: keys for g, keys in lacking.items() if keys}
@@ -370,10 +441,10 @@ class Blip2Base(BaseModel):
         return {strip_wrapper_prefix(name) for name, _ in trainable_parameters(self)}
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """LAVIS's checkpoint content: the state dict without frozen parameters (trainable ones and buffers kept)."""
-        frozen = {strip_wrapper_prefix(n) for n, p in self.named_parameters(remove_duplicate=False)
-                  if not p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+        """LAVIS's checkpoint content: the trainable parameters and the buffers. Frozen parameters are left out, and
+        so is what a quantized frozen weight adds to the state dict (its scales and quantization state)."""
+        kept = self.trainable_names() | {strip_wrapper_prefix(n) for n, _ in self.named_buffers()}
+        return {k: v for k, v in self.state_dict().items() if k in kept}
 
     def no_weight_decay(self) -> set[str]:
         """Trainable parameters excluded from weight decay (1-D or `*.bias`, LAVIS's rule)."""

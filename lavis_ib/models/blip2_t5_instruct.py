@@ -19,7 +19,6 @@ from lavis_ib.common.registry import registry
 from lavis_ib.common.run_schema import Precision
 from lavis_ib.models.blip2 import Blip2Base, Blip2Config
 from lavis_ib.models.candidate_scoring import chunk_token_budget, plan_chunks, token_logprobs
-from lavis_ib.models.llm import build_language_model
 from lavis_ib.models.text_batching import IGNORE, T5TextBatcher
 from lavis_ib.models.tokenizers import load_t5_tokenizer
 
@@ -42,6 +41,9 @@ class Blip2T5Instruct(Blip2Base):
     PROJ_MODULE = "t5_proj"
     ANSWER_LENGTH_PENALTY = -1.0
     LAVIS_MAX_LENGTH_OFFSET = 0  # LAVIS passes max_new_tokens=max_length to T5
+    LLM_AUTO_CLASS = AutoModelForSeq2SeqLM
+    LLM_CONFIG_OVERRIDES = {"dense_act_fn": "gelu"}  # exact GELU, as LAVIS and the HF port run Flan-T5
+    LORA_TARGETS = ("q", "v")
     PRETRAINED_MODEL_CONFIG_DICT = {
         "flant5xl": "models/blip2_t5_instruct/flant5xl.yaml",
         "flant5xxl": "models/blip2_t5_instruct/flant5xxl.yaml",
@@ -51,12 +53,6 @@ class Blip2T5Instruct(Blip2Base):
     def build_tokenizer(self):
         return load_t5_tokenizer(self.tokenizer_location, allow_download=looks_like_hub_id(self.tokenizer_location),
                                 key=self.tokenizer_key)
-
-    def build_llm(self):
-        return build_language_model(
-            AutoModelForSeq2SeqLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init,
-            overrides={"dense_act_fn": "gelu"}, dtype=self.llm_dtype,
-        )
 
     def build_text_batcher(self) -> T5TextBatcher:
         return T5TextBatcher(self.tokenizer, self.qformer_tokenizer, self.cfg)

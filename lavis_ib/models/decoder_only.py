@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, DynamicCache
 from lavis_ib.models.blip2 import Blip2Base
 from lavis_ib.models.generation_cache import expand_prefix_cache
 from lavis_ib.models.candidate_scoring import PackedCandidates, chunk_token_budget, trie_chunks
-from lavis_ib.models.llm import build_language_model, grow_vocab
+from lavis_ib.models.llm import grow_vocab
 from lavis_ib.models.prompts import instructions_for
 from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher
 
@@ -34,11 +34,10 @@ class DecoderOnlyBlip2(Blip2Base):
     def build_text_batcher(self) -> DecoderOnlyTextBatcher:
         return DecoderOnlyTextBatcher(self.tokenizer, self.qformer_tokenizer, self.cfg, self.TARGET_SUFFIX)
 
+    LLM_AUTO_CLASS = AutoModelForCausalLM
+
     def build_llm(self):
-        llm = build_language_model(
-            AutoModelForCausalLM, self.llm_location, self.LLM_KEY, self.cfg.llm_config, self.cfg.random_init,
-            dtype=self.llm_dtype,
-        )
+        llm = super().build_llm()
         grow_vocab(llm, len(self.tokenizer))
         return llm
 

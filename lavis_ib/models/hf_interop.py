@@ -30,7 +30,6 @@ from lavis_ib.models.convert import (
     llm_tied_weights_keys,
     model_cfg_from_hf_config,
 )
-from lavis_ib.models.precision import PrecisionPolicy
 from lavis_ib.models.tokenizers import TOKENIZER_FILES, has_tokenizer_files
 from lavis_ib.processors.image import IMAGE_MEAN, IMAGE_STD
 
@@ -108,12 +107,12 @@ def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, tor
     cfg.update(hf_cfg, **tokenizers, random_init=True, vit_weights=None, pretrained=None, finetuned=None,
                model_type=model_type)
     parsed = model_cls.parse_config(cfg, source=source)
-    policy = PrecisionPolicy.resolve(parsed, device or policy_device, precision)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        model = model_cls(parsed, policy)
+        model = model_cls.build(parsed, device or policy_device, precision)
     report = load_state_dict_into(model, state)
     if report.missing or report.unexpected:
         raise WeightMismatchError(f"{source}: " + report.describe({}))
+    model.finish_loading()
     return model
 
 
@@ -168,9 +167,14 @@ def export_hf(model: "Blip2Base", directory) -> Path:
 
     transformers places the visual tokens through an `<image>` placeholder token, so one row is appended to the LLM
     vocabulary (embedding = mean row; the placeholder is suppressed in the exported generation config). The
-    placeholder is added to copies of the tokenizers: the live model is left exactly as it was.
+    placeholder is added to copies of the tokenizers: the live model is left exactly as it was. LoRA adapters are
+    merged into the exported LLM weights; a quantized or offloaded LLM is refused (its weights are not all here).
     """
     from transformers import BlipImageProcessor, Blip2Processor, GenerationConfig, InstructBlipProcessor
+
+    from lavis_ib.models.lora import merged_state_dict
+
+    check_exportable(model)
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -188,7 +192,7 @@ def export_hf(model: "Blip2Base", directory) -> Path:
     image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     cfg["llm_config"] = model.llm.config.to_dict()
     hf_config = hf_config_from_model_cfg(arch, cfg, image_token_index=image_token_index)
-    state = lavis_to_hf_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, arch)
+    state = lavis_to_hf_state_dict({k: v.detach().float().cpu() for k, v in merged_state_dict(model).items()}, arch)
     vocab = max(len(tokenizer), hf_config.text_config.vocab_size)
     state = {k: _grow_rows(v, vocab) if _is_vocab_matrix(k, v, model) else v for k, v in state.items()}
     hf_config.text_config.vocab_size = vocab
@@ -201,6 +205,17 @@ def export_hf(model: "Blip2Base", directory) -> Path:
         else tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, suppress_tokens=[image_token_index],
     ).save_pretrained(directory)
     return directory
+
+
+def check_exportable(model: "Blip2Base") -> None:
+    """An HF directory holds the LLM's full-precision weights: a quantized or device-mapped LLM cannot give them."""
+    how = "load the same checkpoint without {key}, then export (LoRA adapters are merged on export)"
+    if model.cfg.quantization:
+        raise ConfigError(f"export_hf writes full-precision LLM weights, and this LLM is quantized (model.quantization:"
+                          f" {model.cfg.quantization}); " + how.format(key="model.quantization"))
+    if model.placement.placed:
+        raise ConfigError("export_hf writes every LLM weight, and this LLM is placed by model.device_map (offloaded "
+                          "weights are not in memory); " + how.format(key="model.device_map"))
 
 
 def _is_vocab_matrix(key: str, tensor: torch.Tensor, model) -> bool:

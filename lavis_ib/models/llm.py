@@ -53,12 +53,18 @@ def build_language_model(
     overrides: Optional[dict[str, Any]] = None,
     dtype: torch.dtype = torch.float32,
     meta: bool = False,
+    load_options: Optional[dict[str, Any]] = None,
 ) -> nn.Module:
     """`auto_cls.from_pretrained(location)` in `dtype` with SDPA attention, or `from_config(llm_config)` under
-    `random_init`; `meta=True` builds the empty skeleton on the meta device and reads no weights."""
+    `random_init`; `meta=True` builds the empty skeleton on the meta device and reads no weights. `load_options` are
+    more `from_pretrained` arguments (`quantization_config`, `device_map`, ...); a random LLM takes none."""
     config, path = language_model_config(location, location_key, llm_config, random_init, overrides)
     if path is not None and not meta:
-        return auto_cls.from_pretrained(path, config=config, attn_implementation="sdpa", dtype=dtype)
+        return auto_cls.from_pretrained(path, config=config, attn_implementation="sdpa", dtype=dtype,
+                                        **(load_options or {}))
+    if load_options:
+        raise ValueError(f"model.{location_key}: {', '.join(load_options)} need weights read from a directory, and "
+                         f"this LLM is built from model.llm_config")
     with torch.device("meta") if meta else contextlib.nullcontext():
         llm = auto_cls.from_config(config, attn_implementation="sdpa", dtype=dtype)
     if {**(llm_config or {}), **(overrides or {})}.get("tie_word_embeddings") is False:

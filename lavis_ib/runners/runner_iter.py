@@ -189,6 +189,7 @@ class RunnerIter:
         """Every config value and the job folder, before any process group opens or any folder is written: the
         schedule, each dataset's config, `run.best_metric`, `run.output_dir` and what `run.resume` allows."""
         check_schedule(self.run, self.cfg.cfg_path)
+        check_llm_training(self.run, self.cfg.model_cfg, self.cfg.cfg_path)
         for name in self.cfg.datasets_cfg:
             try:
                 dataset_builder(self.cfg, name)  # its config block's values (sample_ratio ≥ 0, splits, ...)
@@ -601,6 +602,20 @@ class RunnerIter:
             log.warning("run.resume_schedule=extend: run.max_iters %s → %d from step %d on; the lr follows the new "
                         "schedule (not bitwise a run planned this long)", state["scheduler"].get("max_iters"),
                         self.max_iters, state["step"])
+
+
+def check_llm_training(run, model_cfg, source) -> None:
+    """What training cannot do with the frozen LLM's loading options: FSDP2 shards plain frozen weights only, and a
+    device map's offloaded layers have no gradient path worth training through."""
+    if run.fsdp:
+        for key in ("quantization", "lora"):
+            if model_cfg.get(key):
+                raise ConfigError(f"{source}: run.fsdp shards a plain frozen LLM, and model.{key} is set (FSDP2 "
+                                  f"cannot shard {'quantized' if key == 'quantization' else 'adapter-wrapped'} layers);"
+                                  f" set run.fsdp: false — a quantized LLM already needs a quarter of the memory")
+    if model_cfg.get("device_map"):
+        raise ConfigError(f"{source}: model.device_map is for inference (generate, ranking, evaluate.py); training "
+                          f"keeps the LLM on each rank's device: remove it (model.quantization fits a big LLM instead)")
 
 
 def load_trainable(model, weights: dict, source: Path) -> None:

@@ -1,6 +1,7 @@
 """Exact resume: a run SIGKILLed after step k and resumed with `run.resume=auto` ends with bitwise the trainable
 weights and the logged losses of the run that was never interrupted — in one process and in 2-process DDP (gloo).
-The 2-process run also checks that DDP keeps every rank's trainable weights identical.
+The 2-process run also checks that DDP keeps every rank's trainable weights identical, and runs once more as QLoRA
+(the committed tiny LLaMA in nf4 with LoRA adapters, which the checkpoints then carry beside the Q-Former).
 
 Preemption with DataLoader workers (torchrun, 2 processes, `num_workers: 1`): SIGTERM to torchrun, or to every
 process of the job as SLURM sends it, ends the step after the signal with a checkpoint, and resuming from it is
@@ -18,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lavis_ib.common.paths import assets_root
 from lavis_ib.common.processes import process_tree
 from tests.runners.train_fixtures import (DEADLINE_S, ROOT, build_small_world, start_training,
                                           still_running, train, train_losses, write_train_config)
@@ -31,10 +33,15 @@ def world(tmp_path_factory):
     return build_small_world(tmp_path_factory.mktemp("cache"))
 
 
-@pytest.mark.parametrize("nproc", [1, 2])
-def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, monkeypatch):
+QLORA = {"random_init": False, "load_pretrained": False, "llm_model": str(assets_root / "tiny_lm"),
+         "quantization": "nf4", "lora": {"r": 4, "alpha": 8, "dropout": 0.1}}
+
+
+@pytest.mark.parametrize("nproc, model", [(1, None), (2, None), (2, QLORA)], ids=["1", "2", "2-qlora"])
+def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, model, monkeypatch):
     config = write_train_config(tmp_path / "train.yaml", tmp_path / "out", max_iters=STEPS, save_freq=SAVE_AT,
-                                valid_splits=["val"], val_freq=SAVE_AT, val_limit=2, datasets=("synthetic_vqa",))
+                                valid_splits=["val"], val_freq=SAVE_AT, val_limit=2, datasets=("synthetic_vqa",),
+                                model=model)
     monkeypatch.setenv("DUMP_WEIGHTS_DIR", str(tmp_path / "ranks"))
     train(config, world, nproc, "run.job_id=straight", script=DRIVER)
     monkeypatch.delenv("DUMP_WEIGHTS_DIR")
@@ -50,6 +57,7 @@ def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, monkeypatch):
     straight = load_file(tmp_path / "out" / "straight" / "checkpoints" / f"step_{STEPS}" / "model.safetensors")
     resumed = load_file(checkpoints / f"step_{STEPS}" / "model.safetensors")
     assert straight.keys() == resumed.keys() and len(straight) > 20
+    assert sum(".lora_" in key for key in straight) == (8 if model else 0)
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     losses, resumed_losses = train_losses(tmp_path / "out" / "straight"), train_losses(tmp_path / "out" / "killed")
     assert sorted(losses) == list(range(1, STEPS + 1))
