@@ -141,3 +141,14 @@ def test_options_override_a_recipe_and_are_validated():
     assert cfg.run.batch_size_train * cfg.run.accum_grad_iters * GPUS == 128  # same global batch, half the memory
     with pytest.raises(Exception, match="accum_grad_iters"):
         Config(TRAIN / "vicuna7b.yaml", ["run.accum_grad_iters=0"])
+
+
+def test_scienceqa_lora_is_the_finetune_with_adapters_and_the_same_global_batch():
+    lora, full = recipe("scienceqa_lora"), recipe("scienceqa_finetune")
+    assert lora.model_cfg.lora.r == 16 and list(lora.model_cfg.lora.target_modules) == ["q_proj", "k_proj", "v_proj",
+                                                                                        "o_proj"]
+    assert lora.model_cfg.pretrained == full.model_cfg.pretrained and lora.model_cfg.get("quantization") is None
+    assert lora.run.batch_size_train * lora.run.accum_grad_iters * 1 == 64  # one GPU, as documented
+    assert lora.run.job_id != full.run.job_id and lora.datasets_cfg == full.datasets_cfg
+    nf4 = Config(TRAIN / "scienceqa_lora.yaml", ["model.quantization=nf4"])
+    assert nf4.model_cfg.quantization == "nf4" and nf4.model_cfg.quantization_compute_dtype == "bf16"

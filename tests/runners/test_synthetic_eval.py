@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from lavis_ib.cli import run
 from lavis_ib.datasets import synthetic
 from lavis_ib.metrics import accuracy, exact_match
@@ -13,9 +15,15 @@ from lavis_ib.metrics import accuracy, exact_match
 CONFIG = Path(__file__).resolve().parents[2] / "projects" / "instructblip" / "eval" / "synthetic.yaml"
 
 
-def test_synthetic_held_out_suite_writes_the_results_table(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LAVIS_IB_CACHE", str(tmp_path / "cache"))
-    synthetic.build_world(tmp_path / "cache")
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    synthetic.build_world(cache)
+    return cache
+
+
+def test_synthetic_held_out_suite_writes_the_results_table(world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAVIS_IB_CACHE", str(world))
     run("evaluate", ["--cfg-path", str(CONFIG), "--limit", "6", "--options",
                      f"run.output_dir={tmp_path / 'out'}", "run.job_id=demo"])
     job = tmp_path / "out" / "demo"
@@ -37,3 +45,14 @@ def test_synthetic_held_out_suite_writes_the_results_table(tmp_path, monkeypatch
         assert row["num_scored"] == 6 and row["num_skipped"] == 0 and row["paper"] is None
         assert row["ours"] == recompute[row["dataset"]](predictions)
     assert json.loads((job / "config.json").read_text())["model"]["model_type"] == "tiny"
+
+
+def test_evaluate_runs_unchanged_on_a_4bit_llm(world, tmp_path, monkeypatch):
+    """`evaluate.py --options model.quantization=nf4`: the same rows and predictions per record, from an nf4 LLM."""
+    monkeypatch.setenv("LAVIS_IB_CACHE", str(world))
+    run("evaluate", ["--cfg-path", str(CONFIG), "--limit", "4", "--datasets", "synthetic_count,synthetic_choice",
+                     "--options", f"run.output_dir={tmp_path / 'out'}", "run.job_id=nf4", "model.quantization=nf4"])
+    job = tmp_path / "out" / "nf4"
+    rows = json.loads((job / "results.json").read_text())["rows"]
+    assert [(row["dataset"], row["num_scored"]) for row in rows] == [("synthetic_count", 4), ("synthetic_choice", 4)]
+    assert json.loads((job / "config.json").read_text())["model"]["quantization"] == "nf4"
