@@ -127,7 +127,7 @@ class JsonlRecords(Sequence):
                     offsets.append(position)
                 position += len(line)
         self._offsets = np.asarray(offsets, dtype=np.int64)
-        self._file = None
+        self._file, self._file_pid = None, None
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -135,13 +135,15 @@ class JsonlRecords(Sequence):
     def __getitem__(self, index: int) -> dict:
         if not -len(self) <= index < len(self):
             raise IndexError(f"record {index} out of range for {self.path} ({len(self)} records)")
-        if self._file is None:  # opened lazily, so each DataLoader worker gets its own handle
-            self._file = open(self.path, "rb")
+        if self._file is None or self._file_pid != os.getpid():
+            # One handle per process, opened lazily: a forked DataLoader worker would otherwise share the parent's
+            # open file (one offset for all), and concurrent seek + readline would read another record's bytes.
+            self._file, self._file_pid = open(self.path, "rb"), os.getpid()
         self._file.seek(int(self._offsets[index]))
         return json.loads(self._file.readline())
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_file": None}
+        return {**self.__dict__, "_file": None, "_file_pid": None}
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
