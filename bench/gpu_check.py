@@ -11,7 +11,7 @@ its error (and whatever it measured before) and the next part runs.
     4 train        training steps in bf16 (Q-Former trains, LLM frozen; with and without llm_grad_checkpoint) vs
                    transformers' InstructBLIP + AdamW: samples/s, MFU, peak memory
     5 distributed  torchrun (NCCL on GPUs): DDP, run.fsdp, a run killed and resumed, against the uninterrupted run
-    6 quantized    the LLM in int8 / nf4, once `load_model(..., quantization=...)` exists
+    6 quantized    the LLM in int8 / nf4 (`load_model(..., quantization=...)`; needs bitsandbytes and accelerate)
     7 eval         GQA-like short answers: our batched path with the feature cache vs transformers' InstructBLIP
                    called one sample at a time (what lmms-eval does)
 
@@ -174,9 +174,21 @@ def quantization_argument() -> str | None:
                 None)
 
 
+def save_random_llm(llm_config: dict, directory: Path, device: str) -> Path:
+    """A random LLaMA of the part's dimensions, built in fp16 on `device` and saved by `save_pretrained`:
+    quantization reads the LLM from its own directory, as a real Vicuna is."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device(device):
+        llm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**llm_config), dtype=torch.float16)
+    llm.save_pretrained(directory)
+    del llm
+    return directory
+
+
 def run_quantized(args, work: Path) -> dict:
-    """The LLM loaded in int8 / nf4 through `load_model` (random weights of the part's dimensions, via the `tiny`
-    type's random init): memory and tokens/s of batch-1 greedy decoding."""
+    """The LLM loaded in int8 / nf4 through `load_model` (random weights of the part's dimensions, saved to a
+    directory first): load seconds, memory and tokens/s of batch-1 greedy decoding."""
     keyword = quantization_argument()
     if keyword is None:
         raise NotAvailable("quantization (issue 19) has not landed: load_model has no quantization argument")
@@ -188,7 +200,9 @@ def run_quantized(args, work: Path) -> dict:
     _, cfg = model_cfg_from_hf_config(config)  # our config keys for the part's dimensions
     tiny = registry.get_model_class(generate.ARCH).default_config("tiny").model
     options = {k: v for k, v in cfg.items() if k in ("vision", "qformer", "num_query_token", "image_size")}
-    options["llm_config"] = {k: v for k, v in cfg["llm_config"].items() if k in tiny.llm_config}
+    llm_config = {k: v for k, v in cfg["llm_config"].items() if k in tiny.llm_config}
+    options.update(random_init=False, load_pretrained=False,
+                   llm_model=str(save_random_llm(llm_config, work / "random_llm", args.device)))
     rows, s = [], SETTINGS[args.size]
     for mode in ("int8", "nf4"):
         row = dict(mode=mode)
@@ -346,7 +360,7 @@ PARTS = [
     Part(4, "train", "training steps (bf16 on CUDA)", {"cpu": 60, "7b": 75}, run_train, train_rows),
     Part(5, "distributed", "torchrun DDP / FSDP2 / kill + resume", {"cpu": 150, "7b": 70}, run_distributed,
          distributed_rows),
-    Part(6, "quantized", "int8 / nf4 LLM", {"cpu": 30, "7b": 20}, run_quantized, quantized_rows),
+    Part(6, "quantized", "int8 / nf4 LLM", {"cpu": 30, "7b": 75}, run_quantized, quantized_rows),
     Part(7, "eval", "short-answer eval vs one-at-a-time HF", {"cpu": 60, "7b": 60}, run_eval, eval_rows),
 ]
 BY_KEY = {part.key: part for part in PARTS}

@@ -50,8 +50,7 @@ def test_the_dry_run_reports_every_part_with_its_numbers(dry_run):
     report, stdout = dry_run
     parts = report["parts"]
     assert list(parts) == ["machine", *PARTS]
-    assert {key: parts[key]["status"] for key in parts} == {**{key: "ok" for key in parts},
-                                                            "quantized": "not available"}
+    assert {key: parts[key]["status"] for key in parts} == {key: "ok" for key in parts}
     for key, entry in parts.items():
         assert number(entry["budget_s"]) and entry["seconds"] >= 0 and entry["rows"], key
         assert entry["status"] in table_row(stdout, entry["number"], key)
@@ -83,7 +82,9 @@ def test_the_dry_run_reports_every_part_with_its_numbers(dry_run):
     assert all(c["equal"] is True and c["steps_compared"] == 6 for c in comparisons.values())
     assert comparisons["resumed vs ddp"]["max_weight_diff"] == 0.0
 
-    assert "quantization (issue 19) has not landed" in parts["quantized"]["error"]
+    quantized = parts["quantized"]["result"]["modes"]
+    assert [m["mode"] for m in quantized] == ["int8", "nf4"] and not any("error" in m for m in quantized)
+    assert all(number(m["tokens_per_s"]) and number(m["load_s"]) for m in quantized)
 
     evaluated = parts["eval"]["result"]
     assert evaluated["questions"] == 8 and evaluated["identical"] is True

@@ -11,7 +11,6 @@ import math
 import os
 from typing import BinaryIO, Union
 
-import av
 import numpy as np
 import torch
 from PIL import Image, ImageOps
@@ -104,6 +103,8 @@ def _frame_span(total: int, fps: float, start: float | None, end: float | None) 
 
 def _probe(path: str) -> tuple[int, float]:
     """(frame count, frames per second) of the first video stream; the count from metadata or by counting packets."""
+    import av  # PyAV only where video is decoded: image-only runs (and the GPU check) do without it
+
     with av.open(path) as container:
         if not container.streams.video:
             raise MediaError(f"cannot decode video {path}: no video stream", path=path)
@@ -116,6 +117,8 @@ def _probe(path: str) -> tuple[int, float]:
 
 def _decode_selected(path: str, indices: list[int]) -> list[np.ndarray]:
     """The RGB frames at `indices`, decoding in order; an index past the real end gets the video's last frame."""
+    import av
+
     wanted, stop = set(indices), max(indices)
     kept: dict[int, np.ndarray] = {}
     last = None
@@ -142,6 +145,8 @@ def decode_video_frames(
     The whole video is used when start/end are None. If the file holds fewer frames than its metadata promised,
     the last decoded frame is repeated. Any failure raises `MediaError` naming the file.
     """
+    import av
+
     name = os.fspath(path)
     try:
         total, fps = _probe(name)
@@ -166,6 +171,8 @@ def encode_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, bit_
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[1] % 2 or frames.shape[2] % 2:
         raise ValueError(f"expected frames [T, H, W, 3] with even H and W, got shape {frames.shape}")
+    import av
+
     with av.open(os.fspath(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]

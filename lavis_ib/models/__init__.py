@@ -48,7 +48,9 @@ def _prepare(model: BaseModel, is_eval: bool, device: str) -> BaseModel:
 
 
 def load_model(name: str, model_type: str, is_eval: bool = False, device: str = "cpu", checkpoint: str | None = None,
-               precision: str | None = None, options: Mapping[str, Any] | None = None, **overrides: Any):
+               precision: str | None = None, options: Mapping[str, Any] | None = None,
+               quantization: str | None = None, device_map: str | dict | None = None,
+               max_memory: dict | None = None, **overrides: Any):
     """Build `name`/`model_type` and load its configured weights, or those of `checkpoint` (file or HF directory).
 
     An HF-format directory carries its own architecture in `config.json`: the model is built from it, whatever its
@@ -56,11 +58,15 @@ def load_model(name: str, model_type: str, is_eval: bool = False, device: str = 
     `llm_precision`); `fp32` / `fp16` / `bf16` stores both frozen parts in that dtype (see `models.precision`).
     `options` (nested or dotted model-section keys) and keyword `overrides` (which win) change the default config,
     e.g. `load_model(..., options={"qformer_tokenizer": "/models/bert"}, max_txt_len=64)`.
+    `quantization` ("int8" / "nf4" / "fp4"), `device_map` ("auto" or a dict) and `max_memory` are the config keys
+    `model.quantization` / `model.device_map` / `model.max_memory`: the frozen LLM in 8 or 4 bits, or spread over
+    GPUs, CPU and disk (see `models.quantization`, `models.placement`; `model.lora` adds adapters).
     """
     from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory  # imports convert.py, only if needed
 
     model_cls = registry.get_model_class(name)
-    options = {**(options or {}), **overrides}
+    loading = {"quantization": quantization, "device_map": device_map, "max_memory": max_memory}
+    options = {**(options or {}), **{k: v for k, v in loading.items() if v is not None}, **overrides}
     if checkpoint is None:
         checkpoint = options.get("checkpoint")  # the config key `model.checkpoint` (evaluate.py --options)
     if checkpoint is not None and is_hf_directory(checkpoint):
@@ -80,13 +86,16 @@ def load_preprocess(cfg: DictConfig | dict | None):
 
 def load_model_and_preprocess(name: str, model_type: str, is_eval: bool = False, device: str = "cpu",
                               checkpoint: str | None = None, precision: str | None = None,
-                              options: Mapping[str, Any] | None = None, **overrides: Any):
+                              options: Mapping[str, Any] | None = None, quantization: str | None = None,
+                              device_map: str | dict | None = None, max_memory: dict | None = None,
+                              **overrides: Any):
     """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point; `options` / `overrides` as in
     `load_model`, with the image processors following the model's (possibly overridden) image size."""
     from lavis_ib.models.hf_interop import preprocess_for_image_size
 
     model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint, precision=precision,
-                       options=options, **overrides)
+                       options=options, quantization=quantization, device_map=device_map, max_memory=max_memory,
+                       **overrides)
     default = registry.get_model_class(name).default_config(model_type)
     preprocess = default.get("preprocess")
     if model.cfg.image_size != default.model.get("image_size"):
