@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--llm-model", default=None, help="the frozen LLM directory the checkpoint was trained on")
     parser.add_argument("--images", type=int, default=5000, help="scenes in the synthetic world (make demo's)")
     parser.add_argument("--held-in-limit", type=int, default=200, help="val records (make demo validates on 200)")
+    parser.add_argument("--held-out-limit", type=int, default=None, help="records per held-out split (default all)")
     args = parser.parse_args()
     checkpoint = args.checkpoint or newest_demo_checkpoint()
     from lavis_ib.datasets import synthetic
@@ -65,7 +66,7 @@ def main() -> None:
             options = [f"model.checkpoint={checkpoint}"] + ([] if name == "fp32" else [f"model.quantization={name}"])
             options += [f"model.llm_model={args.llm_model}"] if args.llm_model else []
             rows = evaluate(held_in, options, tmp / "out", f"held_in_{name}", args.held_in_limit)
-            rows += evaluate(HELD_OUT, options, tmp / "out", f"held_out_{name}", None)
+            rows += evaluate(HELD_OUT, options, tmp / "out", f"held_out_{name}", args.held_out_limit)
             table[name] = {row["dataset"]: row["ours"] for row in rows}
     print(f"\ncheckpoint: {checkpoint}")
     print("| task | " + " | ".join(QUANTIZATIONS) + " | int8 − fp32 | nf4 − fp32 |")

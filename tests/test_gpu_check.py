@@ -107,10 +107,11 @@ def test_a_failing_or_hanging_part_is_reported_and_the_others_still_run(tmp_path
 
 def test_a_part_whose_fork_cannot_use_cuda_runs_again_in_a_fresh_interpreter(tmp_path):
     """The fallback to `--isolation subprocess` (one interpreter per part) when CUDA fails in a forked process."""
-    report, stdout = gpu_check(tmp_path, "--parts", "quantized", "--fail", "quantized:cudafork")
+    report, stdout = gpu_check(tmp_path, "--parts", "quantized", "--fail", "quantized:cudafork",
+                               "--budget", "quantized=150")  # a fresh interpreter imports everything again
     entry = report["parts"]["quantized"]
-    assert (entry["status"], entry["isolation"]) == ("not available", "subprocess")
-    assert "quantization (issue 19) has not landed" in entry["error"]
+    assert (entry["status"], entry["isolation"]) == ("ok", "subprocess")
+    assert [m["mode"] for m in entry["result"]["modes"]] == ["int8", "nf4"]
     assert "CUDA failed in the forked process; again in a fresh interpreter" in stdout
 
 
@@ -124,24 +125,13 @@ def bench_modules(monkeypatch):
             del sys.modules[name]
 
 
-def test_the_quantized_part_picks_up_a_quantization_argument_once_it_exists(bench_modules, monkeypatch, tmp_path):
-    """Part 6 looks for `load_model(..., quantization=...)` (issue 19) and, once it is there, loads the model of the
-    check's size through it in int8 and nf4: simulated here by a `load_model` that takes the argument."""
-    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    import lavis_ib.models as models
-
+def test_the_quantized_part_loads_the_llm_in_int8_and_nf4_through_load_model(bench_modules, tmp_path):
+    """Part 6 in-process: a random LLM of the check's size saved, then loaded through
+    `load_model(..., quantization=...)` in int8 and nf4, and decoded."""
     gpu_check = importlib.import_module("gpu_check")
-    assert gpu_check.quantization_argument() is None
-    real, seen = models.load_model, []
-
-    def load_model(*args, quantization=None, **kwargs):
-        seen.append(quantization)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(models, "load_model", load_model)
-    assert gpu_check.quantization_argument() == "quantization"
     result = gpu_check.run_quantized(SimpleNamespace(size="cpu", device="cpu"), tmp_path)
-    assert seen == ["int8", "nf4"]
+    assert [m["mode"] for m in result["modes"]] == ["int8", "nf4"]
     assert all(number(m["tokens_per_s"]) and m["new_tokens"] == 3 for m in result["modes"]), result
+    assert (tmp_path / "random_llm" / "config.json").is_file()
     rows = gpu_check.quantized_rows(result, None)
     assert [row[0] for row in rows] == ["int8", "nf4"] and all("tok/s" in row[1] for row in rows)
