@@ -138,7 +138,7 @@ def _child(mode: str, directory: str) -> None:
         "mode": mode, "baseline_bytes": baseline, "peak_delta_bytes": _peak_rss_bytes() - baseline,
         "anon_peak_delta_bytes": anon.peak - anon_baseline, "anon_held_delta_bytes": _anon_rss_bytes() - anon_baseline,
         "seconds": seconds, "parameters": sum(p.numel() for p in params),
-        "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
+        "dtypes": sorted({str(p.dtype) for p in params}),
     }))
 
 
@@ -162,7 +162,7 @@ def main() -> None:
             ratio = {key: r[f"{key}_bytes"] / file_bytes for key in ("peak_delta", "anon_peak_delta", "anon_held_delta")}
             goal = GOALS.get(mode)
             judged = "" if goal is None else f"≤{goal:.1f}{'' if ratio['anon_peak_delta'] <= goal else '✗'}"
-            print(f"{mode:<7} {','.join(r['dtypes']):<14} {ratio['peak_delta']:>10.2f}× {ratio['anon_peak_delta']:>11.2f}× "
+            print(f"{mode:<7} {','.join(d.removeprefix('torch.') for d in r['dtypes']):<14} {ratio['peak_delta']:>10.2f}× {ratio['anon_peak_delta']:>11.2f}× "
                   f"{ratio['anon_held_delta']:>11.2f}× {judged:>6} {r['seconds']:>6.1f}  {how}")
 
 
