@@ -33,8 +33,9 @@ def test_generate_and_ranking_equal_the_single_device_model(pair):
     samples = {"image": images(), "prompt": PROMPTS}
     assert torch.equal(placed.score_candidates(samples, ANSWERS).stacked(),
                        plain.score_candidates(samples, ANSWERS).stacked())
-    for kwargs in ({"num_beams": 1}, {"num_beams": 3}):
-        assert placed.generate(samples, max_length=8, **kwargs) == plain.generate(samples, max_length=8, **kwargs)
+    for beams in (1, 2):  # greedy, and beam search (its KV-cache reordering crosses the offload hooks)
+        assert placed.generate(samples, max_length=5, num_beams=beams) == plain.generate(samples, max_length=5,
+                                                                                       num_beams=beams)
 
 
 def test_moving_the_model_leaves_the_placed_llm_where_it_is(pair):
