@@ -48,7 +48,9 @@ def linear_layer_names(llm: nn.Module) -> list[str]:
 
 def check_targets(targets: Sequence[str], skeleton: nn.Module) -> None:
     """Every target must name at least one linear layer of the LLM (its last components); else a `ConfigError`
-    listing the candidates. `skeleton` may be on the meta device: no weight is needed."""
+    listing the candidates. `skeleton` may be on the meta device: no weight is needed. Needs peft (checked here,
+    before any weight is read)."""
+    require("peft", "lora", "model.lora")
     names = linear_layer_names(skeleton)
     for target in targets:
         if not any(name == target or name.endswith("." + target) for name in names):
