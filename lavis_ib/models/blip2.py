@@ -37,7 +37,7 @@ from lavis_ib.models.llm import build_language_model
 from lavis_ib.models import lora
 from lavis_ib.models.lora import LoraSettings
 from lavis_ib.models.placement import LlmPlacement
-from lavis_ib.models.quantization import Quantization, bitsandbytes_config, check_quantization, is_quantized
+from lavis_ib.models.quantization import Quantization, bitsandbytes_config, check_quantization
 from lavis_ib.models.inputs import check_candidates, check_generate_args, check_image, check_texts
 from lavis_ib.models.text_batching import IGNORE, TextBatcher
 from lavis_ib.models.tokenizers import load_qformer_tokenizer
@@ -174,11 +174,12 @@ class Blip2Base(BaseModel):
         """The modules for `device`, after the LLM's loading options are checked (no weight is read before)."""
         check_quantization(cfg, cls.LLM_KEY)
         placement = LlmPlacement.resolve(cfg, device, cls.LLM_KEY)
-        if cfg.lora is not None:
-            lora.check_targets(cfg.lora.target_modules or cls.LORA_TARGETS, cls.llm_skeleton(cfg))
         policy = PrecisionPolicy.resolve(cfg, device, precision)
-        if placement.placed:
-            placement = placement.for_llm(cls.llm_skeleton(cfg), policy.llm)
+        if cfg.lora is not None or isinstance(placement.device_map, str):
+            skeleton = cls.llm_skeleton(cfg)  # one meta skeleton for both: LoRA targets, a named device map
+            if cfg.lora is not None:
+                lora.check_targets(cfg.lora.target_modules or cls.LORA_TARGETS, skeleton)
+            placement = placement.for_llm(skeleton, policy.llm)
         return cls(cfg, policy, placement)
 
     @classmethod
@@ -205,10 +206,6 @@ class Blip2Base(BaseModel):
     @property
     def has_adapters(self) -> bool:
         return bool(lora.lora_layers(self.llm))
-
-    @property
-    def llm_is_quantized(self) -> bool:
-        return is_quantized(self.llm)
 
     def _apply(self, fn, recurse: bool = True):
         """`to()` / `cuda()` / `half()` and the like leave a placed or quantized LLM where it was loaded."""

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
 from lavis_ib.common.io import WeightNotFoundError, read_json, resolve_dir_or_hub_id
+from lavis_ib.common.schema import ConfigError
 
 
 def language_model_config(
@@ -42,6 +43,16 @@ def language_model_config(
                                   f"directory (config.json and its weights)")
     read_json(config_file, f"the transformers config.json of the model that model.{location_key} names")
     return AutoConfig.from_pretrained(path, **overrides), path
+
+
+def require_weights_directory(cfg, location_key: str, setting: str, does: str) -> None:
+    """A `ConfigError` unless the LLM is read from its own directory: quantization and placement act as transformers'
+    `from_pretrained` reads the weights, which an LLM built from `model.llm_config` never does."""
+    if cfg.random_init or getattr(cfg, location_key) is None:
+        raise ConfigError(f"{setting} {does} the LLM as transformers reads it from its own directory "
+                          f"(model.{location_key}); this LLM is built from model.llm_config (random_init or an HF "
+                          f"InstructBLIP directory), which has no weights to read at load. Point model.{location_key} "
+                          f"at the LLM's weights, or remove {setting.split(':')[0]}")
 
 
 def build_language_model(

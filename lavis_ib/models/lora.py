@@ -60,8 +60,7 @@ def check_targets(targets: Sequence[str], skeleton: nn.Module) -> None:
 
 
 def add_lora(llm: nn.Module, settings: LoraSettings, default_targets: Sequence[str]) -> None:
-    """Inject trainable adapters into the (frozen, possibly quantized) `llm` in place."""
-    require("peft", "lora", "model.lora")
+    """Inject trainable adapters into the (frozen, possibly quantized) `llm` in place (peft: see `check_targets`)."""
     from peft import LoraConfig, inject_adapter_in_model
 
     targets = list(settings.target_modules or default_targets)

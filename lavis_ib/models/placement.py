@@ -19,6 +19,7 @@ from torch import nn
 
 from lavis_ib.common.extras import require
 from lavis_ib.common.schema import ConfigError
+from lavis_ib.models.llm import require_weights_directory
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,7 @@ class LlmPlacement:
                 raise ConfigError("model.max_memory / model.offload_folder need model.device_map (auto or a dict)")
             return cls(device_map={"": str(torch.device(device))}) if cfg.quantization else cls()
         require("accelerate", "quant", "model.device_map")
-        if cfg.random_init or getattr(cfg, llm_key) is None:
-            raise ConfigError(f"model.device_map places the LLM as transformers reads it from its own directory "
-                              f"(model.{llm_key}); this LLM is built from model.llm_config (random_init or an HF "
-                              f"InstructBLIP directory). Point model.{llm_key} at the LLM's weights, or remove "
-                              f"model.device_map")
+        require_weights_directory(cfg, llm_key, "model.device_map", "places")
         if isinstance(cfg.device_map, str) and cfg.device_map not in ("auto", "balanced", "balanced_low_0",
                                                                         "sequential"):
             raise ConfigError(f"model.device_map must be auto, balanced, balanced_low_0, sequential or a dict of "

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from lavis_ib.common.extras import require
-from lavis_ib.common.schema import ConfigError
+from lavis_ib.models.llm import require_weights_directory
 
 Quantization = Literal["int8", "nf4", "fp4"]
 QUANTIZATIONS: tuple[str, ...] = typing.get_args(Quantization)
@@ -24,11 +24,7 @@ def check_quantization(cfg, llm_key: str) -> None:
         return
     require("bitsandbytes", "quant", f"model.quantization: {cfg.quantization}")
     require("accelerate", "quant", f"model.quantization: {cfg.quantization}")
-    if cfg.random_init or getattr(cfg, llm_key) is None:
-        raise ConfigError(f"model.quantization: {cfg.quantization} quantizes the LLM as transformers reads it from "
-                          f"its own directory (model.{llm_key}); this LLM is built from model.llm_config (random_init "
-                          f"or an HF InstructBLIP directory), which has no weights to quantize at load. Point "
-                          f"model.{llm_key} at the LLM's weights, or remove model.quantization")
+    require_weights_directory(cfg, llm_key, f"model.quantization: {cfg.quantization}", "quantizes")
 
 
 def bitsandbytes_config(cfg, llm_dtype: torch.dtype):
@@ -45,8 +41,4 @@ def bitsandbytes_config(cfg, llm_dtype: torch.dtype):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization,
                               bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=cfg.quantization_double_quant)
 
-
-def is_quantized(llm: torch.nn.Module) -> bool:
-    """Whether transformers loaded `llm` with a bitsandbytes quantization config."""
-    return getattr(llm, "is_quantized", False) or getattr(llm.config, "quantization_config", None) is not None
 

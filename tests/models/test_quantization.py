@@ -43,7 +43,8 @@ def test_only_the_llm_is_quantized_and_the_trainable_parts_are_identical(fp32, q
     ours, reference = model.trainable_state_dict(), fp32.trainable_state_dict()
     assert ours.keys() == reference.keys()  # no quantization state leaks into checkpoints
     assert all(torch.equal(ours[k], reference[k]) for k in ours)
-    assert model.llm_is_quantized and not fp32.llm_is_quantized
+    assert model.llm.config.quantization_config is not None and getattr(fp32.llm.config, "quantization_config",
+                                                                          None) is None
 
 
 def test_quantized_logits_stay_close_to_the_unquantized_weights(fp32, quantized):
