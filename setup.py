@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 
 QUANT = ["bitsandbytes>=0.50.2", "accelerate>=1.15.0"]
 LORA = ["peft>=0.21.2"]
+DEMO = ["gradio>=6.31.0"]
 
 setup(
     name="lavis_ib",
@@ -26,7 +27,7 @@ setup(
         "numpy>=2.4.6",
         "omegaconf>=2.4.0",
         "safetensors>=0.8.0",
-        "pillow>=13.0.0",
+        "pillow>=12.3.0",  # not 13: gradio 6.31 (the demo extra, and so dev) requires pillow<13
         "tqdm>=4.70.1",
         "tensorboard>=2.21.0",  # training logs (torch.utils.tensorboard writes the event files)
         "av>=18.1.0",
@@ -34,12 +35,15 @@ setup(
         "pycocoevalcap>=1.2",
     ],
     # quant: bitsandbytes quantizes the frozen LLM as transformers loads it, accelerate places it (model.quantization,
-    # model.device_map); lora: peft's adapters (model.lora). dev: everything, plus the test tools (sklearn: the
-    # ROC-AUC oracle; PyYAML: tests write configs).
+    # model.device_map); lora: peft's adapters (model.lora); demo: the page of `python run_demo.py`. dev: everything,
+    # plus the test tools (sklearn: the ROC-AUC oracle; PyYAML: tests write configs; selenium drives Chromium in the
+    # demo page's browser tests; 4.51, as 4.52 needs a certifi release the package index does not have yet).
     extras_require={
         "quant": QUANT,
         "lora": LORA,
-        "dev": [*QUANT, *LORA, "pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1", "PyYAML>=6.0.4"],
+        "demo": DEMO,
+        "dev": [*QUANT, *LORA, *DEMO, "pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1", "PyYAML>=6.0.4",
+                "selenium>=4.51.0"],
     },
     entry_points={
         "console_scripts": [

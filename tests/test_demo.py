@@ -36,8 +36,8 @@ def test_demo_trains_then_evaluates_the_held_out_tasks_beside_chance(tmp_path, c
     checkpoint evaluated on the held-out tasks, every accuracy beside its chance level."""
     monkeypatch.chdir(REPO_ROOT)  # the demo's configs are repository paths, as `make demo` runs them
     output = tmp_path / "out"
-    main(["--images", "60", "--nproc", "1", "--output", str(output), "--train-options", "run.max_iters=4",
-          "run.val_freq=2", "run.save_freq=2", "run.val_limit=4", "run.warmup_steps=1", "run.tensorboard=false"])
+    main(["--images", "60", "--videos", "8", "--nproc", "1", "--output", str(output), "--train-options",
+          "run.max_iters=4", "run.val_freq=2", "run.save_freq=2", "run.val_limit=4", "run.warmup_steps=1", "run.tensorboard=false"])
     out = capsys.readouterr().out
     (job,) = (output / "train").iterdir()
     curve = validation_curve(job)
@@ -49,5 +49,12 @@ def test_demo_trains_then_evaluates_the_held_out_tasks_beside_chance(tmp_path, c
     assert f"model.checkpoint={job / 'checkpoints' / best / 'model.safetensors'}" in out
     rows = json.loads((output / "eval" / job.name / "results.json").read_text())["rows"]  # one eval job per run
     assert [row["dataset"] for row in rows] == list(HELD_OUT_CHANCE)
-    for row, chance in zip(rows, ("33.3", "50.0", "33.3", "25.0")):
-        assert f"| {row['dataset']} | {row['metric']} | {row['ours']:.1f} | {chance} |" in out
+    met = 0
+    for row, chance, goal in zip(rows, ("33.3", "50.0", "33.3", "25.0"), (48.3, 65.0, 48.3, 40.0)):
+        verdict = "met" if row["ours"] >= goal else "missed"
+        met += verdict == "met"
+        assert f"| {row['dataset']} | {row['metric']} | {row['ours']:.1f} | {chance} | {goal:.1f} {verdict} |" in out
+    assert f"zero-shot goal met on {met} of 4 held-out tasks" in out
+    checkpoint = job / "checkpoints" / best / "model.safetensors"
+    assert ("try the trained model on a page: python run_demo.py --cfg-path projects/instructblip/demo_model.yaml "
+            f"--checkpoint {checkpoint}") in out  # a run outside output/demo names its checkpoint

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import os
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from lavis_ib.common.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 ImageSource = Union[str, "os.PathLike[str]", BinaryIO]
 
@@ -146,6 +148,7 @@ def decode_video_frames(
     the last decoded frame is repeated. Any failure raises `MediaError` naming the file.
     """
     import av
+    import torch  # here, not above: checking an image (the demo page's first seconds) needs no torch
 
     name = os.fspath(path)
     try:

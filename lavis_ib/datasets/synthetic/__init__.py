@@ -96,15 +96,19 @@ def render_scene(scene: Scene, font: ImageFont.ImageFont) -> Image.Image:
     return image
 
 
+def clip_thing(clip: Clip, t: int) -> Thing:
+    """The clip's shape where frame `t` draws it: 5 pixels a frame along its direction, centred on the frame."""
+    dx, dy = DIRECTIONS[clip.direction]
+    step = (t - (clip.frames - 1) / 2) * 5
+    return Thing(clip.shape, clip.colour, int(SIDE / 2 + dx * step), int(SIDE / 2 + dy * step))
+
+
 def render_clip(clip: Clip) -> np.ndarray:
     """Frames `[T, 64, 64, 3]` of one shape moving across the frame in the clip's direction."""
-    dx, dy = DIRECTIONS[clip.direction]
     frames = []
     for t in range(clip.frames):
-        step = (t - (clip.frames - 1) / 2) * 5
-        thing = Thing(clip.shape, clip.colour, int(SIDE / 2 + dx * step), int(SIDE / 2 + dy * step))
         image = Image.new("RGB", (SIDE, SIDE), (235, 235, 228))
-        _draw_thing(ImageDraw.Draw(image), thing)
+        _draw_thing(ImageDraw.Draw(image), clip_thing(clip, t))
         frames.append(np.asarray(image))
     return np.stack(frames)
 
@@ -120,6 +124,12 @@ def random_scene(rng: random.Random, index: int, n_images: int) -> Scene:
     return Scene(index, f"images/{index:06d}.png", _split_of(index / n_images), things, word)
 
 
+def random_clip(rng: random.Random, index: int) -> Clip:
+    """Clip `index`, drawn from `rng`; also the clip distribution of the tiny LM's text pre-training."""
+    return Clip(index, f"videos/{index:06d}.mp4", rng.choice(SHAPES), rng.choice(list(COLOURS)),
+                rng.choice(list(DIRECTIONS)))
+
+
 def generate_world(root: str | Path, n_images: int = 600, n_videos: int = 48, seed: int = 0) -> Path:
     """Draw the world's images and videos under `root` and write `root/world.json`; returns its path."""
     from lavis_ib.common.media import encode_video  # torch-backed; the converters registered here must not need it
@@ -132,8 +142,7 @@ def generate_world(root: str | Path, n_images: int = 600, n_videos: int = 48, se
     scenes = [random_scene(rng, i, n_images) for i in range(n_images)]
     for scene in scenes:
         render_scene(scene, font).save(root / scene.file)
-    clips = [Clip(i, f"videos/{i:06d}.mp4", rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(DIRECTIONS)))
-             for i in range(n_videos)]
+    clips = [random_clip(rng, i) for i in range(n_videos)]
     for clip in clips:
         encode_video(root / clip.file, render_clip(clip), fps=4)
     world = {"seed": seed, "images": [asdict(s) for s in scenes], "videos": [asdict(c) for c in clips]}
@@ -154,9 +163,19 @@ def _describe(thing: Thing) -> str:
     return f"{thing.colour} {thing.shape}"
 
 
+def where(thing: Thing) -> str:
+    """`at the top left`, `at the bottom`, ...: the sixth of the image a thing's centre lies in (three columns, the
+    middle one unnamed, and two halves, split where the tiny ViT's patch rows meet), as a caption says where things
+    are."""
+    row = "top" if thing.y < SIDE / 2 else "bottom"
+    column = "left" if thing.x < SIDE / 3 else "right" if thing.x >= 2 * SIDE / 3 else None
+    return f"at the {row} {column}" if column else f"at the {row}"
+
+
 def caption(scene: Scene) -> str:
-    """`a red circle, an orange square and a green triangle with the word "STOP".`"""
-    names = [f"{'an' if t.colour[0] in 'aeiou' else 'a'} {_describe(t)}" for t in scene.things]
+    """`a red circle at the top left, an orange square at the bottom and a green triangle at the top right with the
+    word "STOP".`: the things from left to right, each with where it is."""
+    names = [f"{'an' if t.colour[0] in 'aeiou' else 'a'} {_describe(t)} {where(t)}" for t in scene.things]
     text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     return text + (f' with the word "{scene.word}".' if scene.word else ".")
 
