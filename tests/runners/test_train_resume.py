@@ -1,7 +1,7 @@
 """Exact resume: a run SIGKILLed after step k and resumed with `run.resume=auto` ends with bitwise the trainable
-weights and the logged losses of the run that was never interrupted — in one process and in 2-process DDP (gloo).
-The 2-process run also checks that DDP keeps every rank's trainable weights identical, and runs once more as QLoRA
-(the committed tiny LLaMA in nf4 with LoRA adapters, which the checkpoints then carry beside the Q-Former).
+weights and the logged losses of the run that was never interrupted — in 2-process DDP (gloo), which also checks
+that DDP keeps every rank's trainable weights identical, and in one process as QLoRA (the committed tiny LLaMA in nf4
+with LoRA adapters, which the checkpoints then carry beside the Q-Former).
 
 Preemption with DataLoader workers (torchrun, 2 processes, `num_workers: 1`): SIGTERM to torchrun, or to every
 process of the job as SLURM sends it, ends the step after the signal with a checkpoint, and resuming from it is
@@ -37,7 +37,7 @@ QLORA = {"random_init": False, "load_pretrained": False, "llm_model": str(assets
          "quantization": "nf4", "lora": {"r": 4, "alpha": 8, "dropout": 0.1}}
 
 
-@pytest.mark.parametrize("nproc, model", [(1, None), (2, None), (2, QLORA)], ids=["1", "2", "2-qlora"])
+@pytest.mark.parametrize("nproc, model", [(2, None), (1, QLORA)], ids=["2", "1-qlora"])
 def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, model, monkeypatch):
     config = write_train_config(tmp_path / "train.yaml", tmp_path / "out", max_iters=STEPS, save_freq=SAVE_AT,
                                 valid_splits=["val"], val_freq=SAVE_AT, val_limit=2, datasets=("synthetic_vqa",),
