@@ -2,7 +2,7 @@
 
 A single-process run needs no process group: every helper here works without one (rank 0, world 1, `barrier` a
 no-op, gathers return the input), unlike LAVIS whose unconditional `dist.barrier()` crashes such runs. Deliberate
-differences from LAVIS's `init_distributed_mode` (`lavis_behaviour.md` §1.3): the run config is read, not mutated
+differences from LAVIS's `init_distributed_mode` (which writes rank, world size and gpu into the run config): the run config is read, not mutated
 (callers use the returned `DistInfo`); SLURM's world size comes from `SLURM_NTASKS`, not the config; gloo is used on
 CPU; the job id is chosen on rank 0 and broadcast instead of being computed per process; evaluation shards are not
 padded with repeats, so no sample is counted twice.

@@ -14,7 +14,8 @@ Precision = Literal["fp32", "fp16", "bf16"]
 
 @dataclass
 class RunConfig:
-    """LAVIS run keys (`lavis_behaviour.md` §1.4) plus lavis_ib's `precision`; all optional, LAVIS defaults."""
+    """The run keys of LAVIS's project YAMLs (`runner_base` / `runner_iter`) plus lavis_ib's `precision`; all optional,
+    LAVIS defaults."""
 
     task: Optional[str] = None
     runner: str = "runner_iter"

@@ -7,7 +7,7 @@ steps (and at the best validation score, the last step and on SIGTERM/SIGUSR1).
 
 Resume is exact: a checkpoint holds the trainable weights, the optimizer, scaler, every rank's RNG states and
 sampler position, and the log accumulators, so a run killed after step k and resumed from it produces bitwise the
-run that was never interrupted. Differences from LAVIS (`lavis_behaviour.md` §1.4): no unconditional barrier (one
+run that was never interrupted. Differences from LAVIS's `RunnerIter`: no unconditional barrier (one
 process needs no process group), resume loads the trainable weights LAVIS saves (its strict load fails), gradient
 clipping, `lr_scale` honoured, validation on any split, outputs under the working directory.
 """
