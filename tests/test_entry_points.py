@@ -29,13 +29,13 @@ def test_entry_point_contract(script, tmp_path):
     assert "config file not found: nowhere.yaml" in absent.stderr and "Traceback" not in absent.stderr
 
     typo = tmp_path / "typo.yaml"
-    typo.write_text("model:\n  arch: blip2_opt\n  model_type: tiny\n  max_txt_lem: 3\nrun:\n  task: x\n")
+    typo.write_text("model:\n  arch: blip2_opt\n  model_type: tiny\n  max_txt_lem: 3\nrun:\n  seed: 1\n")
     bad_key = run_script(script, "--cfg-path", str(typo), cwd=tmp_path)
     assert bad_key.returncode == 2 and "Traceback" not in bad_key.stderr
     assert f"{typo}: unknown key 'model.max_txt_lem'; did you mean 'model.max_txt_len'?" in bad_key.stderr
 
     good = tmp_path / "good.yaml"
-    good.write_text("model:\n  arch: blip2_opt\n  model_type: tiny\nrun:\n  task: x\n")
+    good.write_text("model:\n  arch: blip2_opt\n  model_type: tiny\nrun:\n  seed: 1\n")
     bad_value = run_script(script, "--cfg-path", str(good), "--options", "run.batch_size_eval=none", cwd=tmp_path)
     assert bad_value.returncode == 2
     assert "--options: 'run.batch_size_eval' must be int, got 'none'" in bad_value.stderr

@@ -7,7 +7,7 @@ error naming the file and key before anything is built. The runner issues add th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 Precision = Literal["fp32", "fp16", "bf16"]
 
@@ -15,20 +15,29 @@ Precision = Literal["fp32", "fp16", "bf16"]
 @dataclass
 class RunConfig:
     """The run keys of LAVIS's project YAMLs (`runner_base` / `runner_iter`) plus lavis_ib's `precision`; all optional,
-    LAVIS defaults."""
+    LAVIS defaults. LAVIS keys that would mean nothing here are refused with what to do instead (`RETIRED`)."""
 
-    task: Optional[str] = None
+    RETIRED: ClassVar[dict[str, str]] = {
+        "task": "each dataset's evaluation protocol names its task (`eval.task` in the dataset's config, e.g. "
+                "lavis_ib/configs/datasets/gqa/defaults.yaml); delete run.task",
+        "evaluate": "evaluation is its own command: python evaluate.py --cfg-path <config> (train.py always "
+                    "trains); delete run.evaluate",
+        "distributed": "the launcher decides: torchrun --nproc_per_node=N (or srun under SLURM) starts the "
+                       "processes and the run reads its environment; delete run.distributed",
+        "world_size": "the launcher sets it: torchrun --nproc_per_node=N (or SLURM's task count); delete "
+                      "run.world_size",
+        "gpu": "each process uses cuda:LOCAL_RANK from its launcher; choose the GPUs with CUDA_VISIBLE_DEVICES, or "
+               "one device with run.device (e.g. cuda:1); delete run.gpu",
+        "use_dist_eval_sampler": "evaluation always splits the records over the ranks without repeats, so each is "
+                                 "scored once; delete run.use_dist_eval_sampler",
+    }
+
     runner: str = "runner_iter"
     device: Optional[str] = None  # None: cuda when available, else cpu
     seed: int = 42
     output_dir: str = "output"  # relative to the working directory (never inside the package, unlike LAVIS)
     job_id: Optional[str] = None  # None: a timestamp; re-running with the same job id resumes its evaluation
-    evaluate: bool = False
-    # distributed (filled from torchrun / SLURM environment by the runner)
-    distributed: bool = False
-    world_size: int = 1
-    gpu: Optional[int] = None
-    dist_url: str = "env://"
+    dist_url: str = "env://"  # the process group's init method (ranks and world size come from the launcher)
     # data
     train_splits: list = field(default_factory=lambda: ["train"])
     valid_splits: list = field(default_factory=list)
@@ -37,7 +46,6 @@ class RunConfig:
     batch_size_eval: int = 1
     num_workers: int = 4
     train_dataset_ratios: Optional[dict] = None
-    use_dist_eval_sampler: bool = True
     feature_cache_size: int = 2048  # evaluation: frozen-ViT outputs kept per run, in images/frames (0: off)
     # optimisation
     lr_sched: str = "linear_warmup_cosine_lr"
@@ -81,7 +89,7 @@ class RunConfig:
     tensorboard: bool = True  # TensorBoard event files in <job>/tensorboard (rank 0)
 
     def __post_init__(self):
-        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "world_size", "log_freq"):
+        for key in ("batch_size_train", "batch_size_eval", "accum_grad_iters", "log_freq"):
             if getattr(self, key) < 1:
                 raise ValueError(f"run.{key} must be ≥ 1, got {getattr(self, key)}")
         for key in ("num_workers", "warmup_steps", "seed", "feature_cache_size", "save_freq", "keep_last"):

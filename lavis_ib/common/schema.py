@@ -36,10 +36,14 @@ def _nested_schema(annotation: Any) -> type | None:
 
 
 def check_keys(node: Mapping, schema: type, source: str, prefix: str) -> None:
-    """Raise `ConfigError` for the first key of `node` (recursively) that `schema` does not declare."""
+    """Raise `ConfigError` for the first key of `node` (recursively) that `schema` does not declare; a key the
+    schema lists in its `RETIRED` mapping (accepted elsewhere, meaningless here) gets that entry's remedy instead."""
     types = _field_types(schema)
+    retired = getattr(schema, "RETIRED", {})
     for key, value in node.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key in retired:
+            raise ConfigError(f"{source}: {dotted}: {retired[key]}")
         if key not in types:
             hint = closest_match(str(key), types)
             suggestion = f"; did you mean '{prefix + '.' if prefix else ''}{hint}'?" if hint else ""

@@ -32,7 +32,7 @@ model:
   max_txt_len: 40
   prompt: "project prompt"
 run:
-  task: captioning
+  job_id: captioning
   batch_size_train: 4
   lr_sched: linear_warmup_cosine_lr
 """,
@@ -52,7 +52,7 @@ def test_merges_default_project_and_options(vicuna_project):
     assert model.prompt == "project prompt"
     assert model.max_txt_len == 50
     assert cfg.run_cfg.batch_size_train == 8
-    assert cfg.run_cfg.task == "captioning"
+    assert cfg.run_cfg.job_id == "captioning"
     assert len(cfg.datasets_cfg) == 0
 
 
@@ -184,7 +184,7 @@ def test_missing_arch(tmp_path):
 
 
 def test_missing_model_section(tmp_path):
-    path = write_yaml(tmp_path / "nomodel.yaml", "run:\n  task: captioning\n")
+    path = write_yaml(tmp_path / "nomodel.yaml", "run:\n  job_id: captioning\n")
     with pytest.raises(ConfigError, match="model"):
         Config(path)
 

@@ -22,29 +22,29 @@ def write_yaml(path: Path, text: str) -> Path:
 
 # ----- include -----------------------------------------------------------------------------------------------
 def test_include_one_level(tmp_path):
-    write_yaml(tmp_path / "base.yaml", MODEL + "run:\n  task: captioning\n  batch_size_eval: 3\n")
+    write_yaml(tmp_path / "base.yaml", MODEL + "run:\n  job_id: captioning\n  batch_size_eval: 3\n")
     top = write_yaml(tmp_path / "top.yaml", "include: base.yaml\nrun:\n  batch_size_eval: 5\n")
     cfg = Config(top)
     assert cfg.model_cfg.arch == "blip2_vicuna_instruct" and cfg.model_cfg.image_size == 56  # tiny default
-    assert cfg.run_cfg.task == "captioning"
+    assert cfg.run_cfg.job_id == "captioning"
     assert cfg.run_cfg.batch_size_eval == 5 and cfg.run.batch_size_eval == 5  # the including file wins
     assert cfg.sources == [str(tmp_path / "base.yaml"), str(top)]
 
 
 def test_include_nested(tmp_path):
-    write_yaml(tmp_path / "a.yaml", MODEL + "run:\n  task: vqa\n  num_workers: 1\n")
+    write_yaml(tmp_path / "a.yaml", MODEL + "run:\n  job_id: vqa\n  num_workers: 1\n")
     write_yaml(tmp_path / "b.yaml", "include: a.yaml\nrun:\n  num_workers: 2\n  seed: 7\n")
     top = write_yaml(tmp_path / "c.yaml", "include: [b.yaml]\nrun:\n  seed: 8\n")
     cfg = Config(top)
-    assert (cfg.run.task, cfg.run.num_workers, cfg.run.seed) == ("vqa", 2, 8)
+    assert (cfg.run.job_id, cfg.run.num_workers, cfg.run.seed) == ("vqa", 2, 8)
 
 
 def test_include_list_order_and_precedence(tmp_path):
-    write_yaml(tmp_path / "first.yaml", MODEL + "run:\n  task: first\n  seed: 1\n  num_workers: 1\n")
-    write_yaml(tmp_path / "second.yaml", "model:\n  max_txt_len: 77\nrun:\n  task: second\n  seed: 2\n")
+    write_yaml(tmp_path / "first.yaml", MODEL + "run:\n  job_id: first\n  seed: 1\n  num_workers: 1\n")
+    write_yaml(tmp_path / "second.yaml", "model:\n  max_txt_len: 77\nrun:\n  job_id: second\n  seed: 2\n")
     top = write_yaml(tmp_path / "top.yaml", "include:\n  - first.yaml\n  - second.yaml\nrun:\n  seed: 3\n")
     cfg = Config(top)
-    assert cfg.run.task == "second"  # later include wins over earlier
+    assert cfg.run.job_id == "second"  # later include wins over earlier
     assert cfg.run.seed == 3  # own content wins over all includes
     assert cfg.run.num_workers == 1  # untouched keys of earlier includes survive
     assert cfg.model_cfg.max_txt_len == 77
@@ -54,11 +54,11 @@ def test_include_list_order_and_precedence(tmp_path):
 
 def test_include_relative_to_the_including_file(tmp_path, monkeypatch):
     write_yaml(tmp_path / "shared" / "model.yaml", MODEL)
-    write_yaml(tmp_path / "eval" / "common" / "run.yaml", "include: ../../shared/model.yaml\nrun:\n  task: gqa\n")
+    write_yaml(tmp_path / "eval" / "common" / "run.yaml", "include: ../../shared/model.yaml\nrun:\n  job_id: gqa\n")
     write_yaml(tmp_path / "eval" / "gqa" / "vicuna.yaml", "include: ../common/run.yaml\n")
     monkeypatch.chdir(tmp_path)  # a relative cfg path: includes resolve against each file's folder, not the cwd
     cfg = Config("eval/gqa/vicuna.yaml")
-    assert cfg.run.task == "gqa" and cfg.model_cfg.arch == "blip2_vicuna_instruct"
+    assert cfg.run.job_id == "gqa" and cfg.model_cfg.arch == "blip2_vicuna_instruct"
     assert cfg.sources == ["shared/model.yaml", "eval/common/run.yaml", "eval/gqa/vicuna.yaml"]
 
 
@@ -93,7 +93,7 @@ def test_include_self_cycle(tmp_path):
 
 def test_include_non_string_entry(tmp_path):
     top = write_yaml(tmp_path / "top.yaml", MODEL + "include: [base.yaml, 3]\n")
-    write_yaml(tmp_path / "base.yaml", "run:\n  task: x\n")
+    write_yaml(tmp_path / "base.yaml", "run:\n  job_id: x\n")
     with pytest.raises(ConfigError) as info:
         Config(top)
     assert str(top) in str(info.value) and "'include[1]'" in str(info.value)
@@ -112,11 +112,11 @@ def test_include_not_allowed_in_options(tmp_path):
     ("model", "model:\n  max_txt_lne: 3\n", "model.max_txt_lne"),
     ("run", "run:\n  batch_size_trian: 3\n", "run.batch_size_trian"),
     ("datasets", "datasets:\n  vqav2:\n    sample_ratoi: 2.0\n", "datasets.vqav2.sample_ratoi"),
-    ("top", "runn:\n  task: x\n", "runn"),
+    ("top", "runn:\n  job_id: x\n", "runn"),
 ])
 def test_error_in_included_file_names_that_file(tmp_path, section, text, key):
     included = write_yaml(tmp_path / "inc" / "bad.yaml", text)
-    top = write_yaml(tmp_path / "top.yaml", MODEL + "include: inc/bad.yaml\nrun:\n  task: x\n")
+    top = write_yaml(tmp_path / "top.yaml", MODEL + "include: inc/bad.yaml\nrun:\n  job_id: x\n")
     with pytest.raises(ConfigError) as info:
         Config(top)
     message = str(info.value)
@@ -132,7 +132,7 @@ def test_bad_value_in_included_file_names_that_file(tmp_path):
 
 def test_include_absent_from_merged_config(tmp_path):
     write_yaml(tmp_path / "base.yaml", MODEL + "datasets:\n  vqav2:\n    sample_ratio: 2.0\n")
-    top = write_yaml(tmp_path / "top.yaml", "include: base.yaml\nrun:\n  task: vqa\n")
+    top = write_yaml(tmp_path / "top.yaml", "include: base.yaml\nrun:\n  job_id: vqa\n")
     cfg = Config(top)
     assert "include" not in cfg.to_dict()
     assert set(cfg.to_dict()) <= {"model", "datasets", "run", "preprocess"}
@@ -148,13 +148,13 @@ def test_included_datasets_are_merged(tmp_path):
 
 
 def test_interpolation_across_included_files(tmp_path):
-    write_yaml(tmp_path / "base.yaml", MODEL + "run:\n  task: x\n  batch_size_train: 6\n")
+    write_yaml(tmp_path / "base.yaml", MODEL + "run:\n  job_id: x\n  batch_size_train: 6\n")
     top = write_yaml(tmp_path / "top.yaml", "include: base.yaml\nrun:\n  batch_size_eval: ${run.batch_size_train}\n")
     assert Config(top).run.batch_size_eval == 6
 
 
 def test_missing_model_section_across_includes(tmp_path):
-    write_yaml(tmp_path / "base.yaml", "run:\n  task: x\n")
+    write_yaml(tmp_path / "base.yaml", "run:\n  job_id: x\n")
     top = write_yaml(tmp_path / "top.yaml", "include: base.yaml\n")
     with pytest.raises(ConfigError, match="missing required section 'model'"):
         Config(top)
@@ -174,7 +174,7 @@ def test_arch_inferred_from_model_type(tmp_path, model_type, arch):
 
 
 def test_arch_inferred_through_include(tmp_path):
-    write_yaml(tmp_path / "suite.yaml", "run:\n  task: vqa\n")
+    write_yaml(tmp_path / "suite.yaml", "run:\n  job_id: vqa\n")
     top = write_yaml(tmp_path / "suite_vicuna7b.yaml", "include: suite.yaml\nmodel: {model_type: vicuna7b}\n")
     assert Config(top).model_cfg.arch == "blip2_vicuna_instruct"
 
@@ -201,7 +201,7 @@ def test_unknown_model_type_without_arch(tmp_path):
 
 def test_options_model_type_switches_arch(tmp_path, caplog):
     path = write_yaml(tmp_path / "gqa.yaml", "model:\n  arch: blip2_vicuna_instruct\n  model_type: vicuna7b\n"
-                                             "run:\n  task: vqa\n")
+                                             "run:\n  job_id: vqa\n")
     with caplog.at_level(logging.INFO, logger="lavis_ib.common.config"):
         cfg = Config(path, ["model.model_type=flant5xl"])
     assert cfg.model_cfg.arch == "blip2_t5_instruct" and cfg.model_cfg.model_type == "flant5xl"

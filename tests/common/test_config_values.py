@@ -14,7 +14,7 @@ from lavis_ib.common.schema import ConfigError
 
 def project(tmp_path: Path, model: str = "", run: str = "") -> Path:
     path = tmp_path / "project.yaml"
-    path.write_text("model:\n  arch: blip2_vicuna_instruct\n  model_type: tiny\n" + model + "run:\n  task: x\n" + run)
+    path.write_text("model:\n  arch: blip2_vicuna_instruct\n  model_type: tiny\n" + model + "run:\n  seed: 1\n" + run)
     return path
 
 
@@ -55,3 +55,18 @@ def test_valid_run_values_are_parsed_with_defaults(tmp_path):
     assert cfg.run.max_iters == 20000.0
     assert cfg.run.weight_decay == RunConfig().weight_decay == 0.05
     assert cfg.run.runner == "runner_iter"
+
+
+@pytest.mark.parametrize("key, value, remedy", [
+    ("task", "vqa", "eval.task"), ("evaluate", "true", "python evaluate.py --cfg-path"),
+    ("distributed", "true", "torchrun --nproc_per_node=N"), ("world_size", "8", "torchrun --nproc_per_node=N"),
+    ("gpu", "0", "CUDA_VISIBLE_DEVICES"), ("use_dist_eval_sampler", "false", "each is scored once")])
+def test_a_lavis_run_key_that_would_mean_nothing_is_refused_with_what_to_do(tmp_path, key, value, remedy):
+    """LAVIS's YAMLs carry `run.task: vqa` and the like; nothing here reads them, so they are refused, not ignored."""
+    path = project(tmp_path, run=f"  {key}: {value}\n")
+    for options in ([], [f"run.{key}={value}"]):
+        with pytest.raises(ConfigError) as info:
+            Config(project(tmp_path) if options else path, options)
+        where = "--options" if options else str(path)
+        assert str(info.value).startswith(f"{where}: run.{key}: ") and remedy in str(info.value)
+        assert str(info.value).endswith(f"delete run.{key}")

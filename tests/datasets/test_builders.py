@@ -104,7 +104,7 @@ def test_config_typo_names_closest_key(tmp_path):
 def test_project_config_merges_dataset_defaults(tmp_path):
     project = tmp_path / "project.yaml"
     project.write_text("model: {arch: blip2_vicuna_instruct, model_type: tiny}\n"
-                       "datasets: {vqav2: {sample_ratio: 2.0}}\nrun: {task: vqa}\n")
+                       "datasets: {vqav2: {sample_ratio: 2.0}}\nrun: {seed: 1}\n")
     cfg = Config(project)
     assert cfg.datasets_cfg.vqav2.sample_ratio == 2.0 and cfg.datasets_cfg.vqav2.instruction.train == "vqa"
 
@@ -125,7 +125,7 @@ def test_dataset_zoo_rows_give_role_splits_and_metric_from_the_configs():
 def test_config_variant_type_selects_its_yaml(tmp_path):
     project = tmp_path / "project.yaml"
     project.write_text("model: {arch: blip2_vicuna_instruct, model_type: tiny}\n"
-                       "datasets: {capfilt14m: {type: wds}}\nrun: {task: captioning}\n")
+                       "datasets: {capfilt14m: {type: wds}}\nrun: {seed: 1}\n")
     storage = Config(project).datasets_cfg.capfilt14m.build_info.annotations.train.storage
     assert storage == "datasets/capfilt14m/train-*.tar"
 
