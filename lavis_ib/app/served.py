@@ -26,7 +26,7 @@ DEMO_MODEL = Path("projects/instructblip/demo_model.yaml")
 DEMO_RUNS = Path("output/demo/train")
 UNTRAINED_BANNER = (
     "Untrained model: no `make demo` run was found under {runs}/, so the Q-Former (the part instruction tuning "
-    "trains) is random and the answers are noise. Run `make demo` (about 5 minutes on 2 CPU cores), then start "
+    "trains) is random and the answers are noise. Run `make demo` (about 7 minutes on 2 CPU cores), then start "
     "`python run_demo.py` again: it serves the model that run trained."
 )
 
