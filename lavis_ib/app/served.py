@@ -96,20 +96,15 @@ def describe(model, section: dict, device: str, precision: str | None) -> str:
 
 def load_served(args: argparse.Namespace, runs: Path = DEMO_RUNS) -> ServedModel:
     """Build and load the requested model in eval mode on `args.device`, with its evaluation image processor."""
-    section, banner = model_request(args, runs)
-    return load_section(section, banner, args.device, args.precision)
-
-
-def load_section(section: dict, banner: str | None, device: str, precision: str | None) -> ServedModel:
-    """The model a `model_request` section describes, in eval mode on `device`."""
     from lavis_ib.models import load_model_and_preprocess  # torch and the model package, once the request is known
 
+    section, banner = model_request(args, runs)
     options = {k: v for k, v in section.items() if k not in ("arch", "model_type", "checkpoint")}
     checkpoint = section.get("checkpoint")
     model, vis_processors, _ = load_model_and_preprocess(
-        section["arch"], section["model_type"], is_eval=True, device=device,
-        checkpoint=str(checkpoint) if checkpoint else None, precision=precision, options=options)
-    return ServedModel(model, vis_processors["eval"], describe(model, section, device, precision), banner)
+        section["arch"], section["model_type"], is_eval=True, device=args.device,
+        checkpoint=str(checkpoint) if checkpoint else None, precision=args.precision, options=options)
+    return ServedModel(model, vis_processors["eval"], describe(model, section, args.device, args.precision), banner)
 
 
 class ModelSlot:
