@@ -398,11 +398,3 @@ def hf_config_from_model_cfg(
         text_config=dict(cfg["llm_config"]),
         image_token_index=image_token_index if image_token_index is not None else cfg.get("hf_image_token_index"),
     )
-
-
-if __name__ == "__main__":  # the old spelling; the CLI lives in convert_cli (console script lavis-ib-convert-weights)
-    import sys
-
-    from lavis_ib.models.convert_cli import main
-
-    sys.exit(main())
