@@ -30,7 +30,7 @@ def test_a_media_root_without_images_stops_after_max_consecutive_skips(root, spl
     block = registry.get_builder_class("vqav2").default_config(vis_processor=TRAIN_16)
     dataset = load_dataset("vqav2", block, vis_path=str(tmp_path / "wrong"), splits=[split], data_root=str(root))[split]
     with pytest.raises(UnreadableDatasetError) as error:
-        list(DataLoader(dataset, batch_size=4, collate_fn=dataset.collater))
+        list(DataLoader(dataset, batch_size=4, collate_fn=dataset.collator))
     message = str(error.value)
     assert "(max_consecutive_skips: 8); first missing path: " + str(tmp_path / "wrong/train2014/img") in message
     assert f"check the media root {tmp_path / 'wrong'} (which does not exist)" in message
@@ -129,7 +129,7 @@ def test_a_bad_source_entry_is_named_against_the_source_file(tmp_path, capsys, e
 
 def test_the_mixture_has_a_length_its_loop_ends_and_passes_continue_the_stream(root):
     mixture, sampler = balanced_mixture({"vqav2": vqav2(root)}, seed=0)
-    loader = DataLoader(mixture, batch_size=4, sampler=sampler, collate_fn=mixture.collater)
+    loader = DataLoader(mixture, batch_size=4, sampler=sampler, collate_fn=mixture.collator)
     assert len(sampler) == 8 and len(loader) == 2
     first, second = [[key for key in sampler] for _ in range(2)]
     assert len(first) == len(second) == 8 and first != second  # the next pass continues, never repeats

@@ -64,7 +64,7 @@ def test_batches_stay_aligned_and_a_dataset_without_readable_images_fails(vqav2_
     train = load_dataset("vqav2", vqav2_block(), splits=["train"])["train"]
     image_path = vqav2_cache / "coco/images/train2014/COCO_train2014_000000000009.jpg"
     (image_path.parent / "COCO_train2014_000000000025.jpg").write_bytes(b"not a jpeg")
-    (batch,) = list(DataLoader(train, batch_size=2, num_workers=2, collate_fn=train.collater))
+    (batch,) = list(DataLoader(train, batch_size=2, num_workers=2, collate_fn=train.collator))
     assert batch["image"].shape == (2, 3, 32, 32)  # both questions are about image 9
     assert [len(a) for a in batch["answers"]] == [10, 10] and batch["question_id"] == [90, 91]
     assert "skipped" not in batch
@@ -80,12 +80,21 @@ def test_strict_mode_raises_with_the_path(vqav2_cache):
         train[0]
 
 
-def test_collater_keeps_fields_aligned_when_some_samples_lack_them():
+def test_collator_keeps_fields_aligned_when_some_samples_lack_them():
     samples = [{"image": torch.zeros(3, 2, 2), "answers": ["a", "b"], "text_output": "a"},
                {"image": torch.ones(3, 2, 2), "text_output": "c"},
                {"image": torch.ones(3, 2, 2), "answers": ["d", "e", "f"], "text_output": "d"}]
     batch = collate(samples)
     assert batch["answers"] == [["a", "b"], None, ["d", "e", "f"]] and batch["text_output"] == ["a", "c", "d"]
+
+
+def test_lavis_collater_spelling_is_the_same_collator():
+    """One collator: LAVIS code's `collate_fn=dataset.collater` gets the very function `dataset.collator` is."""
+    from lavis_ib.datasets.builders.dataset import RecordDataset, ShardDataset
+    from lavis_ib.datasets.sampling import MixtureDataset
+
+    assert RecordDataset.collater is RecordDataset.collator is ShardDataset.collator is collate
+    assert MixtureDataset.collater is MixtureDataset.collator
 
 
 def test_unconverted_split_names_the_convert_command(tmp_path, monkeypatch):

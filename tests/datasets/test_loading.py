@@ -65,7 +65,7 @@ def unlink(root, *indices: int) -> None:
 def test_unreadable_records_are_replaced_so_batches_keep_their_size(root):
     unlink(root, 3, 5)
     train = vqav2(root)
-    batches = list(DataLoader(train, batch_size=4, collate_fn=train.collater))
+    batches = list(DataLoader(train, batch_size=4, collate_fn=train.collator))
     assert [b["image"].shape for b in batches] == [(4, 3, 16, 16)] * 2
     skipped = [entry for b in batches for entry in b.get("skipped", [])]
     assert [(s.dataset, s.index) for s in skipped] == [("vqav2", 3), ("vqav2", 5)]
@@ -81,7 +81,7 @@ def test_skip_counts_are_totalled_over_dataloader_workers(root):
     unlink(root, 1, 6)
     train = vqav2(root)
     counter = SkipCounter()
-    loader = DataLoader(train, batch_size=2, num_workers=2, collate_fn=train.collater)
+    loader = DataLoader(train, batch_size=2, num_workers=2, collate_fn=train.collator)
     sizes = []
     for batch in loader:
         counter.update(batch)
@@ -139,7 +139,7 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(tmp_path, monkeypatc
     first.set_epoch(1)
     assert not torch.equal(first[2]["image"], a)
     loaded = {workers: torch.cat([b["image"] for b in DataLoader(second, batch_size=2, num_workers=workers,
-                                                                   collate_fn=second.collater)])
+                                                                   collate_fn=second.collator)])
               for workers in (0, 2)}
     assert torch.equal(loaded[0], loaded[2]) and torch.equal(loaded[0][2], a)
     assert torch.equal(vqav2(tmp_path, seed=1)[2]["image"], vqav2(tmp_path, seed=1)[2]["image"])
@@ -164,7 +164,7 @@ def test_shard_items_are_identical_whatever_the_worker_count(tmp_path, monkeypat
     dataset = capfilt(root)
     by_workers = {}
     for workers in (0, 2):
-        loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=dataset.collater)
+        loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=dataset.collator)
         by_workers[workers] = {b["instance_id"][0]: (b["text_output"][0], b["image"][0]) for b in loader}
     monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
     monkeypatch.setenv("RANK", "1")

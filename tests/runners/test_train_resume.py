@@ -1,6 +1,7 @@
 """Exact resume: a run SIGKILLed after step k and resumed with `run.resume=auto` ends with bitwise the trainable
-weights and the logged losses of the run that was never interrupted — in 2-process DDP (gloo), which also checks
-that DDP keeps every rank's trainable weights identical, and in one process as QLoRA (the committed tiny LLaMA in nf4
+weights and the logged losses of the run that was never interrupted — in 2-process DDP (gloo) over a mixture of a
+JSON-lines dataset and a webdataset shard set (each rank drawing from its own shards), which also checks that DDP
+keeps every rank's trainable weights identical, and in one process as QLoRA (the committed tiny LLaMA in nf4
 with LoRA adapters, which the checkpoints then carry beside the Q-Former).
 
 Preemption with DataLoader workers (torchrun, 2 processes, `num_workers: 1`): SIGTERM to torchrun, or to every
@@ -9,7 +10,9 @@ bitwise the uninterrupted run; no worker outlives its rank, also when the rank i
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,6 +24,9 @@ from safetensors.torch import load_file
 
 from lavis_ib.common.paths import assets_root
 from lavis_ib.common.processes import process_tree
+from lavis_ib.datasets.records import read_jsonl, write_shards
+from lavis_ib.datasets.sampling import BalancedSampler
+from lavis_ib.runners.checkpoints import load_checkpoint
 from tests.runners.train_fixtures import (DEADLINE_S, ROOT, build_small_world, start_training,
                                           still_running, train, train_losses, write_train_config)
 
@@ -37,13 +43,37 @@ QLORA = {"random_init": False, "load_pretrained": False, "llm_model": str(assets
          "quantization": "nf4", "lora": {"r": 4, "alpha": 8, "dropout": 0.1}}
 
 
+def caption_shards(world: Path, folder: Path) -> dict:
+    """synthetic_caption's train records (42) written as 11 webdataset shards of ≤ 4 under `folder`, and the config
+    block that trains on them (rank 0 of 2 reads 6 shards, 22 records; rank 1 5 shards, 20). Its val split stays JSON
+    lines and is not validated (`eval: null`), so validation stays synthetic_vqa's alone, as before."""
+    write_shards(read_jsonl(world / "datasets/synthetic_caption/train.jsonl"), folder / "train", per_shard=4)
+    return {"build_info": {"annotations": {"train": {"storage": str(folder / "train-*.tar")}}}, "eval": None}
+
+
+def shard_draws(checkpoint: Path) -> list[tuple[list[str], int]]:
+    """Per rank: the shards its sampler state names for the shard dataset (number 1), and how many of the samples
+    it consumed came from that dataset (its stream recomputed from the state)."""
+    ranks = load_checkpoint(checkpoint)[1]["ranks"]
+    found = []
+    for rank, state in enumerate(entry["sampler"] for entry in ranks):
+        assert state["layouts"][0] is None  # synthetic_vqa: JSON lines
+        stream = BalancedSampler(state["sizes"], state["probabilities"], state["seed"], rank, state["world_size"])
+        drawn = [dataset for dataset, _, _ in itertools.islice(stream, state["position"])]
+        found.append((state["layouts"][1]["shards"], drawn.count(1)))
+    return found
+
+
 @pytest.mark.parametrize("nproc, model", [(2, None), (1, QLORA)], ids=["2", "1-qlora"])
 def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, model, monkeypatch):
+    """The 2-process run mixes synthetic_vqa (JSON lines) with synthetic_caption's train split as shards."""
+    datasets = {"synthetic_vqa": {}, "synthetic_caption": caption_shards(world, tmp_path / "shards")} if nproc == 2 \
+        else ("synthetic_vqa",)
     config = write_train_config(tmp_path / "train.yaml", tmp_path / "out", max_iters=STEPS, save_freq=SAVE_AT,
-                                valid_splits=["val"], val_freq=SAVE_AT, val_limit=2, datasets=("synthetic_vqa",),
+                                valid_splits=["val"], val_freq=SAVE_AT, val_limit=2, datasets=datasets,
                                 model=model)
     monkeypatch.setenv("DUMP_WEIGHTS_DIR", str(tmp_path / "ranks"))
-    train(config, world, nproc, "run.job_id=straight", script=DRIVER)
+    straight_run = train(config, world, nproc, "run.job_id=straight", script=DRIVER)
     monkeypatch.delenv("DUMP_WEIGHTS_DIR")
 
     monkeypatch.setenv("KILL_AFTER_STEP", str(SAVE_AT + 1))
@@ -65,6 +95,12 @@ def test_a_killed_run_resumes_exactly(world, tmp_path, nproc, model, monkeypatch
     ranks = [load_file(tmp_path / "ranks" / f"rank{r}.safetensors") for r in range(nproc)]
     assert all(torch.equal(ranks[0][k], other[k]) for other in ranks[1:] for k in ranks[0])
     assert all(torch.equal(ranks[0][k], straight[k]) for k in straight)
+    if nproc == 2:  # the shard dataset took part: sized by its manifest, each rank drew from its own shards
+        assert re.search(r"synthetic_caption +42 +[1-9]\d\.\d\d%", straight_run.stderr), straight_run.stderr[-4000:]
+        names = [f"train-{n:06d}.tar" for n in range(11)]
+        drawn = shard_draws(tmp_path / "out" / "straight" / "checkpoints" / f"step_{STEPS}")
+        assert [shards for shards, _ in drawn] == [names[0::2], names[1::2]]
+        assert all(count > 0 for _, count in drawn), drawn
 
 
 # ---------------------------------------------------------------------------------------------------------------

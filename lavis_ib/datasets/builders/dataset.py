@@ -1,4 +1,4 @@
-"""Datasets over converted records: media loaded and processed, instructions rendered, and an aligned collater.
+"""Datasets over converted records: media loaded and processed, instructions rendered, and an aligned collator.
 
 An item is `{"image": tensor [3,H,W] (or [3,T,H,W] for video), "text_input": instruction, "text_output": target,
 "instance_id", "dataset"}` plus every evaluation field the record has (`question_id`, `answers`, `choices`, ...)
@@ -6,7 +6,7 @@ and, under a deterministic (evaluation) visual processor, `media_key`: the ident
 Every random draw of an item (template, answer, crop, flip, RandomAugment) is a pure function of (seed, epoch,
 index), so DataLoader workers, ranks and resumed runs see identical items. In training, a record whose media
 cannot be read is replaced by a readable record of the same dataset (found by a seeded probe), so batches keep their
-size on every rank; in evaluation it stays a `Skipped` marker that the collater drops, so no sample is scored twice.
+size on every rank; in evaluation it stays a `Skipped` marker that the collator drops, so no sample is scored twice.
 Either way it is listed in `batch["skipped"]` (count them with `SkipCounter`). More than `max_consecutive_skips`
 unreadable records in a row (train and eval alike) is an `UnreadableDatasetError` naming the media root and the first
 missing path: the root is then wrong, and a run must not go on with empty batches. With `strict: true` an unreadable
@@ -77,11 +77,14 @@ def sample_generator(seed: int, epoch: int, index: int, dataset: str = "") -> to
 
 
 def replacement_probes(
-    size: int, index: int, seed: int, epoch: int, dataset: str = "", limit: int = MAX_CONSECUTIVE_SKIPS - 1
+    size: int, index: int, seed: int, epoch: int, dataset: str = "", limit: int = MAX_CONSECUTIVE_SKIPS - 1,
+    seed_index: int | None = None,
 ) -> list[int]:
-    """The records tried, in order, to replace unreadable record `index`: up to `limit` others, drawn without
-    replacement by a generator seeded like the sample's own draws."""
-    rng = np.random.default_rng(sample_seed(seed, epoch, index, dataset, _PROBE_STREAM))
+    """The records tried, in order, to replace unreadable record `index` of `size`: up to `limit` others, drawn
+    without replacement by a generator seeded like the sample's own draws (by `seed_index`, default `index`: a shard
+    record probes its shard's positions but seeds by its dataset-wide index)."""
+    seeded_by = index if seed_index is None else seed_index
+    rng = np.random.default_rng(sample_seed(seed, epoch, seeded_by, dataset, _PROBE_STREAM))
     others = rng.choice(size - 1, size=min(size - 1, max(limit, 0)), replace=False)
     return [int(j) + int(j >= index) for j in others]
 
@@ -258,7 +261,45 @@ class SkipRun:
         )
 
 
-class RecordDataset(Dataset):
+class MapAccess:
+    """`get(index, epoch)` for a dataset with `make_item`, `replace_unreadable`, `skipped` and `_run` (a `SkipRun`):
+    in training an unreadable record is replaced by the first readable of its probes (listed under `REPLACES`, which
+    `collate` moves into `batch["skipped"]`); otherwise it is returned as `Skipped`. Subclasses give `_record` (the
+    record of an index), `_probes` (the indices tried in its place) and `_run_size` (the record count, when the probes
+    can reach every record; else None)."""
+
+    def _make(self, index: int, epoch: int) -> dict | Skipped:
+        item = self.make_item(self._record(index), index, epoch)
+        self.skipped += isinstance(item, Skipped)
+        return item
+
+    def get(self, index: int, epoch: int) -> dict | Skipped:
+        """Item `index` with the draws of `epoch`; an unreadable record is replaced by the first readable probe."""
+        item = self._make(index, epoch)
+        run = SkipRun(self.make_item, self._run_size) if self.replace_unreadable else self._run
+        if not isinstance(item, Skipped):
+            run.end()
+            return item
+        run.add(item)
+        if not self.replace_unreadable:
+            return item
+        for probe in self._probes(index, epoch, self.make_item.max_consecutive_skips - 1):
+            item = self._make(probe, epoch)
+            if not isinstance(item, Skipped):
+                item[REPLACES] = run.end()
+                return item
+            run.add(item)
+        raise run.error()  # every record the probes can reach is unreadable
+
+    def set_epoch(self, epoch: int) -> None:
+        """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""
+        self.make_item.epoch = epoch
+
+    collator = staticmethod(collate)
+    collater = collator  # LAVIS's spelling (`DataLoader(..., collate_fn=dataset.collater)`), kept as an alias
+
+
+class RecordDataset(MapAccess, Dataset):
     """Map-style dataset over a sequence of records (a `JsonlRecords` or a list).
 
     `replace_unreadable` (training) swaps an unreadable record for a readable one, else it is returned as `Skipped`.
@@ -284,42 +325,29 @@ class RecordDataset(Dataset):
     def __getitem__(self, index: int) -> dict | Skipped:
         return self.get(index, self.make_item.epoch)
 
-    def _make(self, index: int, epoch: int) -> dict | Skipped:
-        item = self.make_item(self.records[index], index, epoch)
-        self.skipped += isinstance(item, Skipped)
-        return item
+    def _record(self, index: int) -> dict:
+        return self.records[index]
 
-    def get(self, index: int, epoch: int) -> dict | Skipped:
-        """Item `index` with the draws of `epoch`; an unreadable record is replaced by the first readable probe."""
-        item = self._make(index, epoch)
-        run = SkipRun(self.make_item, len(self)) if self.replace_unreadable else self._run
-        if not isinstance(item, Skipped):
-            run.end()
-            return item
-        run.add(item)
-        if not self.replace_unreadable:
-            return item
-        limit = self.make_item.max_consecutive_skips - 1
-        for probe in replacement_probes(len(self), index, self.make_item.seed, epoch, self.name, limit):
-            item = self._make(probe, epoch)
-            if not isinstance(item, Skipped):
-                item[REPLACES] = run.end()
-                return item
-            run.add(item)
-        raise run.error()  # every record of a dataset smaller than the limit is unreadable
+    @property
+    def _run_size(self) -> int:
+        return len(self)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""
-        self.make_item.epoch = epoch
-
-    collater = staticmethod(collate)
+    def _probes(self, index: int, epoch: int, limit: int) -> list[int]:
+        """Other records of the dataset, in an order seeded by (seed, epoch, index)."""
+        return replacement_probes(len(self), index, self.make_item.seed, epoch, self.name, limit)
 
 
-class ShardDataset(IterableDataset):
-    """Streams records from webdataset shards; each rank and each DataLoader worker reads its own shards.
+class ShardDataset(MapAccess, IterableDataset):
+    """Records of webdataset shards with a manifest; each rank reads only its own shards (`shards[rank::world_size]`).
 
-    With `replace_unreadable` (training) an unreadable record is dropped and listed with the next readable item, so
-    batches stay full; otherwise it is yielded as `Skipped`.
+    Two ways to read them. Iterating streams this rank's shards in order, each DataLoader worker its own; with
+    `replace_unreadable` (training) an unreadable record is dropped and listed with the next readable item, so
+    batches stay full, otherwise it is yielded as `Skipped`. `get(index, epoch)` serves one record for the balanced
+    mixture (whose `ShardOrder` picks the order): `index` is shard number × SHARD_STRIDE + position, the convention
+    of iteration too. It reads a whole shard (sha256 and count verified) when first needed and keeps only that one,
+    per process; in training an unreadable record is replaced by a readable one of the same shard. `len()` is the
+    whole set's record count (every rank's shards, from the manifest): its size in the mixture, the same on every
+    rank; `shard_records` holds each shard's count.
     """
 
     def __init__(
@@ -331,14 +359,23 @@ class ShardDataset(IterableDataset):
         if len(shards) < world_size:
             raise ValueError(f"{make_item.name}: {len(shards)} shards cannot be split across {world_size} ranks "
                              f"(every rank needs at least one; write more shards)")
-        verify_shards(shards)  # published whole, with a manifest (checksums are checked as each shard is read)
-        self.shards, self.make_item, self.sample_ratio = list(shards), make_item, sample_ratio
+        entries = verify_shards(shards)  # published whole, with a manifest (checksums are checked as each is read)
+        self.shards, self.make_item, self.sample_ratio = [Path(shard) for shard in shards], make_item, sample_ratio
+        self.shard_records = [int(entries[shard]["records"]) for shard in self.shards]
         self.rank, self.world_size, self.replace_unreadable = rank, world_size, replace_unreadable
         self.skipped = 0
+        self._run = SkipRun(make_item)  # evaluation through `get`: unreadable records in a row, in this process
+        self._cached: tuple[int, list[dict]] | None = None  # (shard number, its records): the shard `get` reads
 
     @property
     def name(self) -> str:
         return self.make_item.name
+
+    def __len__(self) -> int:
+        return sum(self.shard_records)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cached": None}  # a DataLoader worker loads its own shard
 
     def my_shards(self) -> list[tuple[int, Path]]:
         """(shard number, path) of this rank's and this worker's share of the shards (round-robin)."""
@@ -346,6 +383,39 @@ class ShardDataset(IterableDataset):
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         mine = list(enumerate(self.shards))[self.rank :: self.world_size]
         return mine[worker_id::workers]
+
+    def shard(self, number: int) -> list[dict]:
+        """The records of shard `number`, one of this rank's: read whole and verified on first use, then cached
+        until another shard is needed (a rank never reads another rank's shard)."""
+        if not 0 <= number < len(self.shards) or number % self.world_size != self.rank:
+            raise ValueError(f"{self.name}: shard number {number} is not one of rank {self.rank}'s shards in "
+                             f"{self.shards[0].parent} (expected one of shards[{self.rank}::{self.world_size}] of "
+                             f"{len(self.shards)}: a rank reads only its own)")
+        if self._cached is None or self._cached[0] != number:
+            self._cached = None  # free the previous shard before reading the next
+            self._cached = (number, list(iter_shards([self.shards[number]])))
+        return self._cached[1]
+
+    def _locate(self, index: int) -> tuple[int, int, list[dict]]:
+        """(shard number, position, that shard's records) of record `index`; out of range is an `IndexError`."""
+        number, position = divmod(index, SHARD_STRIDE)
+        records = self.shard(number)
+        if not 0 <= position < len(records):
+            raise IndexError(f"{self.name}: position {position} out of range for shard {self.shards[number]} "
+                             f"({len(records)} records)")
+        return number, position, records
+
+    def _record(self, index: int) -> dict:
+        _, position, records = self._locate(index)
+        return records[position]
+
+    _run_size = None  # probes stay in one shard: a failed run says how many were tried, not "every record"
+
+    def _probes(self, index: int, epoch: int, limit: int) -> list[int]:
+        """Other records of the same shard, in an order seeded by (seed, epoch, index)."""
+        number, position, records = self._locate(index)
+        probes = replacement_probes(len(records), position, self.make_item.seed, epoch, self.name, limit, index)
+        return [number * SHARD_STRIDE + probe for probe in probes]
 
     def _records(self) -> Iterable[tuple[int, dict]]:
         for number, shard in self.my_shards():
@@ -369,9 +439,3 @@ class ShardDataset(IterableDataset):
         if run.records and self.replace_unreadable:
             logger.warning("%s: the last %d records of this stream were unreadable and not replaced: %s",
                            self.name, len(run.records), "; ".join(map(str, run.records)))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Templates, answers and augmentations are drawn per (seed, epoch, index): a new epoch draws anew."""
-        self.make_item.epoch = epoch
-
-    collater = staticmethod(collate)
