@@ -158,7 +158,8 @@ def build_ours(hf_model, processor, device: str):
     `load_model(..., checkpoint=<HF dir>)` takes, minus the disk round trip of the weights)."""
     tokdir = tempfile.mkdtemp(prefix="bench_tok_")
     processor.save_pretrained(tokdir)  # LLM tokenizer at the top, Q-Former tokenizer in qformer_tokenizer/
-    model = model_from_hf(registry.get_model_class(ARCH), "tiny", hf_model.config, dict(hf_model.state_dict()),
+    model = model_from_hf(registry.get_model_class(ARCH), registry.get_model_class(ARCH).config_with_options("tiny"),
+                          hf_model.config, dict(hf_model.state_dict()),
                           tokenizer_dir=tokdir, source="bench/generate.py", device=device)
     model = model.to(device)
     model.apply_precision()  # fp32 on CPU; ViT Linear/Conv + LLM in fp16 on CUDA (our configured precisions)

@@ -77,10 +77,11 @@ def build_pair(size: str, device: str):
     hf_model, processor = build_hf(key, device, dtype)
     tokdir = tempfile.mkdtemp(prefix="bench_tok_")
     processor.save_pretrained(tokdir)  # LLM tokenizer at the top, Q-Former tokenizer in qformer_tokenizer/
-    ours = model_from_hf(registry.get_model_class(ARCH), "tiny", hf_model.config, dict(hf_model.state_dict()),
+    lengths = {"max_txt_len": 128, "max_output_txt_len": 256}  # LAVIS's Vicuna lengths
+    section = registry.get_model_class(ARCH).config_with_options("tiny", lengths)
+    ours = model_from_hf(registry.get_model_class(ARCH), section, hf_model.config, dict(hf_model.state_dict()),
                          tokenizer_dir=tokdir, source="bench/train.py", device=device,
-                         precision="bf16" if device == "cuda" else None,
-                         options={"max_txt_len": 128, "max_output_txt_len": 256})  # LAVIS's Vicuna lengths
+                         precision="bf16" if device == "cuda" else None, overridden=lengths)
     ours.apply_precision()
     return hf_for_training(hf_model), ours.train()
 

@@ -118,7 +118,7 @@ def synthetic_world_demo(image_size: int, args: argparse.Namespace) -> None:
                   f"{time.perf_counter() - start:.1f} s")
             held_in = {name: synthetic_dataset(name, "train", image_size) for name in synthetic.HELD_IN}
             mixture, sampler = balanced_mixture(held_in, seed=0)
-            batch = mixture.collater([mixture[key] for key in itertools.islice(iter(sampler), 4)])
+            batch = mixture.collator([mixture[key] for key in itertools.islice(iter(sampler), 4)])
             for name, instruction, target in zip(batch["dataset"], batch["text_input"], batch["text_output"]):
                 print(f"  {name:18s} {instruction!r} -> {target!r}")
             if args.train_config is None:

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from lavis_ib.common import dist as D
+from lavis_ib.common.precision import autocast, run_precision
 from lavis_ib.common.registry import registry
+from lavis_ib.common.schema import ConfigError
 from lavis_ib.models.precision import PrecisionPolicy, compute_in, full_precision
 from lavis_ib.runners import checkpoints, optim, runner_iter
 from lavis_ib.runners.evaluator import Evaluator
@@ -163,16 +165,21 @@ def test_a_model_built_for_cuda_stores_and_computes_each_part_as_on_a_gpu():
 
 
 # ----- runners -----------------------------------------------------------------------------------------------
-def test_the_run_precision_defaults_to_bf16_on_cuda():
-    """runners/runner_iter.py:resolve_precision — unset: bf16 on CUDA, fp32 elsewhere; a configured one is kept."""
-    assert runner_iter.resolve_precision(None, CUDA) == "bf16"
-    assert runner_iter.resolve_precision(None, torch.device("cpu")) == "fp32"
-    assert runner_iter.resolve_precision("fp16", CUDA) == "fp16"
+@pytest.mark.parametrize("bf16_supported, expected", [(True, "bf16"), (False, "fp16")])
+def test_the_run_precision_defaults_to_bf16_on_cuda(monkeypatch, bf16_supported, expected):
+    """common/precision.py:run_precision — unset: bf16 on CUDA (fp16 on a GPU without bf16), fp32 elsewhere; a
+    configured one is kept, an unknown one refused."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
+    assert run_precision(None, CUDA) == expected
+    assert run_precision(None, torch.device("cpu")) == "fp32"
+    assert run_precision("fp16", CUDA) == "fp16" and run_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ConfigError, match="run.precision: precision must be one of fp32, fp16, bf16, got 'fp17'"):
+        run_precision("fp17", CUDA)
 
 
 @pytest.mark.parametrize("precision, enabled", [("fp16", True), ("bf16", False), ("fp32", False)])
 def test_the_grad_scaler_is_enabled_for_fp16_only(monkeypatch, precision, enabled):
-    """runners/optim.py:grad_scaler (what runners/runner_iter.py:RunnerIter.train_in uses) — a CUDA scaler,
+    """runners/optim.py:grad_scaler (what runners/runner_iter.py:RunnerIter.setup uses) — a CUDA scaler,
     enabled for fp16 alone (torch disables a CUDA scaler where there is no GPU: it is told there is one)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     scaler = optim.grad_scaler(precision, CUDA)
@@ -180,24 +187,24 @@ def test_the_grad_scaler_is_enabled_for_fp16_only(monkeypatch, precision, enable
 
 
 @pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", None)])
-def test_the_training_step_autocast_on_cuda(precision, dtype):
-    """runners/runner_iter.py:RunnerIter.autocast — `torch.autocast("cuda", fp16 | bf16)` for the run's precision,
-    none for fp32."""
-    context = RunnerIter.autocast(SimpleNamespace(precision=precision, info=SimpleNamespace(device=CUDA)))
+def test_the_run_autocast_on_cuda(precision, dtype):
+    """common/precision.py:autocast (what both runners' forward passes go under) — `torch.autocast("cuda",
+    fp16 | bf16)` for the run's precision, none for fp32."""
+    context = autocast(precision, CUDA)
     if dtype is None:
         assert isinstance(context, contextlib.nullcontext)
     else:
         assert isinstance(context, torch.autocast) and (context.device, context.fast_dtype) == ("cuda", dtype)
 
 
-@pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
-def test_the_evaluation_autocast_on_cuda(precision, dtype):
-    """runners/evaluator.py:Evaluator.autocast — `run.precision` fp16 / bf16 opens a CUDA autocast in that dtype."""
+@pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16), (None, torch.bfloat16)])
+def test_the_evaluation_autocast_on_cuda(monkeypatch, precision, dtype):
+    """runners/evaluator.py:Evaluator.autocast — `run.precision` fp16 / bf16 opens a CUDA autocast in that dtype, and
+    unset the one training takes (bf16), so validation and evaluate.py compute alike."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     fake = SimpleNamespace(run=SimpleNamespace(precision=precision), info=SimpleNamespace(device=CUDA))
     context = Evaluator.autocast(fake)
     assert isinstance(context, torch.autocast) and (context.device, context.fast_dtype) == ("cuda", dtype)
-    assert isinstance(Evaluator.autocast(SimpleNamespace(run=SimpleNamespace(precision=None), info=fake.info)),
-                      contextlib.nullcontext)
 
 
 def test_peak_memory_on_cuda_is_the_allocators_peak(monkeypatch):

@@ -11,9 +11,11 @@ import argparse
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 from lavis_ib.cli import USAGE_ERROR, USER_ERRORS, user_message
+from lavis_ib.common.run_schema import Precision
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-type", help="model type of --arch, e.g. vicuna7b or tiny")
     parser.add_argument("--checkpoint", help="weights to load: a LAVIS .pth, our .safetensors or an HF directory")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
+    parser.add_argument("--precision", choices=typing.get_args(Precision),
                         help="dtype of the frozen parts (default: the model's own, fp32 on CPU)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
                                                             "only; 0.0.0.0 serves the network)")

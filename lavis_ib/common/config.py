@@ -259,7 +259,10 @@ class Config:
         for source, node in layers:
             check_node(OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node,
                        schema, source, "model")
-        layer = OmegaConf.merge(default, {"model": project.model})
+        self.model_overrides = sorted({key for _, node in layers[1:] for key in (node or {})} - {"arch", "model_type"})
+        self.model_default_path = default_path
+        project_preprocess = {"preprocess": project.preprocess} if project.get("preprocess") else {}
+        layer = OmegaConf.merge(default, {"model": project.model}, project_preprocess)
         layer.model.arch, layer.model.model_type = arch, model_type
         return layer
 
@@ -312,6 +315,8 @@ class Config:
 
     @property
     def preprocess_cfg(self) -> DictConfig:
+        """The model's default `preprocess` section with the project's and `--options`' keys over it: the image
+        size / mean / std the datasets' processors default to."""
         return self.config.get("preprocess", OmegaConf.create({}))
 
     def to_dict(self) -> dict:

@@ -58,7 +58,7 @@ class RunConfig:
     lr_layer_decay: float = 1.0
     beta2: float = 0.999
     amp: bool = False
-    precision: Optional[Precision] = None  # None: bf16 on CUDA, fp32 on CPU (the runner decides)
+    precision: Optional[Precision] = None  # None: bf16 on CUDA (fp16 without bf16), fp32 on CPU; train and eval alike
     accum_grad_iters: int = 1
     # training (runner_iter counts optimizer steps; see docs/training.md)
     beta1: float = 0.9

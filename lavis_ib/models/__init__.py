@@ -9,7 +9,7 @@ and text processors that YAML names. Keys of that YAML's `model` section can be 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig
 
@@ -41,12 +41,6 @@ class ModelZoo:
 model_zoo = ModelZoo()
 
 
-def _prepare(model: BaseModel, is_eval: bool, device: str) -> BaseModel:
-    model = model.to(device)
-    model.apply_precision()
-    return model.eval() if is_eval else model
-
-
 def load_model(name: str, model_type: str, is_eval: bool = False, device: str = "cpu", checkpoint: str | None = None,
                precision: str | None = None, options: Mapping[str, Any] | None = None,
                quantization: str | None = None, device_map: str | dict | None = None,
@@ -62,21 +56,36 @@ def load_model(name: str, model_type: str, is_eval: bool = False, device: str = 
     `model.quantization` / `model.device_map` / `model.max_memory`: the frozen LLM in 8 or 4 bits, or spread over
     GPUs, CPU and disk (see `models.quantization`, `models.placement`; `model.lora` adds adapters).
     """
+    model_cls = registry.get_model_class(name)
+    loading = {"quantization": quantization, "device_map": device_map, "max_memory": max_memory,
+               "checkpoint": None if checkpoint is None else str(checkpoint)}
+    options = {**(options or {}), **{k: v for k, v in loading.items() if v is not None}, **overrides}
+    section = model_cls.config_with_options(model_type, options)
+    source = str(model_cls.default_config_path(model_type)) + (" + options" if options else "")
+    return model_from_section(section, source, is_eval=is_eval, device=device, precision=precision,
+                              overridden=options)
+
+
+def model_from_section(section: Mapping[str, Any], source: str, is_eval: bool = False, device: str = "cpu",
+                       precision: str | None = None, overridden: Iterable[str] = ()) -> BaseModel:
+    """The model a merged `model` section describes (`arch`, `model_type`, every key), with `section.checkpoint`
+    loaded: the one place a model is built, by `load_model` and by both runners from their validated `Config`
+    (which has read the default YAML already). `overridden`: the keys a user set, which an HF directory's own
+    architecture must not contradict."""
     from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory  # imports convert.py, only if needed
 
-    model_cls = registry.get_model_class(name)
-    loading = {"quantization": quantization, "device_map": device_map, "max_memory": max_memory}
-    options = {**(options or {}), **{k: v for k, v in loading.items() if v is not None}, **overrides}
-    if checkpoint is None:
-        checkpoint = options.get("checkpoint")  # the config key `model.checkpoint` (evaluate.py --options)
+    model_cls = registry.get_model_class(section["arch"])
+    checkpoint = section.get("checkpoint")
     if checkpoint is not None and is_hf_directory(checkpoint):
-        model = load_hf_directory(model_cls, model_type, checkpoint, device=device, precision=precision,
-                                  options=options)
+        model = load_hf_directory(model_cls, section, checkpoint, device=device, precision=precision,
+                                  overridden=overridden)
     else:
-        model = model_cls.from_pretrained(model_type, device=device, precision=precision, options=options)
+        model = model_cls.from_config(section, source, device=device, precision=precision)
         if checkpoint is not None:
             model.load_checkpoint(Path(checkpoint))
-    return _prepare(model, is_eval, device)
+    model = model.to(device)
+    model.apply_precision()
+    return model.eval() if is_eval else model
 
 
 def load_preprocess(cfg: DictConfig | dict | None):

@@ -12,10 +12,10 @@ import contextlib
 import copy
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from lavis_ib.common.io import FileFormatError, WeightMismatchError, atomic_write_path, read_json
@@ -62,11 +62,12 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_hf_directory(model_cls, model_type: str, directory, device: str = "cpu",
-                      precision: str | None = None, options: dict | None = None) -> "Blip2Base":
+def load_hf_directory(model_cls, section: Mapping, directory, device: str = "cpu", precision: str | None = None,
+                      overridden: Iterable[str] = ()) -> "Blip2Base":
     """Build `model_cls` from an HF directory's config.json and load all of its weights (strictly).
 
-    Non-architectural settings (prompt, text lengths, precision) come from `model_type`'s default YAML and `options`.
+    Non-architectural settings (prompt, text lengths, precision) come from the merged model `section`; `overridden`
+    names the keys a user set there (the rest are the model type's defaults), which the HF config must not fix.
     """
     directory = Path(directory)
     config_path = directory / "config.json"
@@ -74,20 +75,20 @@ def load_hf_directory(model_cls, model_type: str, directory, device: str = "cpu"
     if not isinstance(hf_config, dict) or "model_type" not in hf_config:
         raise FileFormatError(f"{config_path}: expected a transformers config object with a 'model_type' key, found "
                               f"{hf_config!r:.80}")
-    return model_from_hf(model_cls, model_type, hf_config, read_hf_weights(directory),
-                         tokenizer_dir=directory, source=str(config_path), precision=precision,
-                         policy_device=device, options=options)
+    return model_from_hf(model_cls, section, hf_config, read_hf_weights(directory), tokenizer_dir=directory,
+                         source=str(config_path), precision=precision, policy_device=device, overridden=overridden)
 
 
-def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, torch.Tensor], tokenizer_dir,
+def model_from_hf(model_cls, section: Mapping, hf_config, hf_state: dict[str, torch.Tensor], tokenizer_dir,
                   source: str, device: str | None = None, precision: str | None = None,
-                  policy_device: str = "cpu", options: dict | None = None) -> "Blip2Base":
+                  policy_device: str = "cpu", overridden: Iterable[str] = ()) -> "Blip2Base":
     """Build `model_cls` sized by an HF config (object or config.json dict) and load an HF state dict into it.
 
     `tokenizer_dir` holds the LLM tokenizer (and `qformer_tokenizer/` for InstructBLIP), as an HF directory does;
-    where it holds none, `model_type`'s configured tokenizers are used (with a warning). `device` builds the
-    modules there directly (no CPU copy of a large model). `options` override the default YAML's keys, but not the
-    architecture the HF config fixes; tokenizer keys in `options` win over the directory's own tokenizers.
+    where it holds none, the section's configured tokenizers are used (with a warning). `device` builds the
+    modules there directly (no CPU copy of a large model). `section` is a merged model section (its model type's
+    default YAML with the user's keys, `overridden`, over it); those keys may not touch the architecture the HF
+    config fixes, and tokenizer keys among them win over the directory's own tokenizers.
     """
     arch, hf_cfg = model_cfg_from_hf_config(hf_config)
     expected = next(name for name in registry.list_models() if registry.get_model_class(name) is model_cls)
@@ -96,8 +97,9 @@ def model_from_hf(model_cls, model_type: str, hf_config, hf_state: dict[str, tor
     state = hf_to_lavis_state_dict(hf_state, arch)
     state = fill_tied_weights(state, llm_tied_weights_keys(arch, hf_cfg["llm_config"]))
     hf_cfg["llm_config"] = with_checkpoint_tying(arch, hf_cfg["llm_config"], state, source)
-    cfg = OmegaConf.to_container(model_cls.config_with_options(model_type, options), resolve=True)
-    overridden = {key.split(".")[0] for key in options or {}}
+    cfg = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
+    model_type = cfg["model_type"]
+    overridden = {key.split(".")[0] for key in overridden}
     fixed = sorted(overridden & set(hf_cfg))
     if fixed:
         raise ConfigError(f"options: {', '.join('model.' + key for key in fixed)} fixed by {source}: an HF directory's "

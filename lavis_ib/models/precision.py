@@ -1,8 +1,9 @@
 """The precision policy: which dtype the frozen ViT and LLM weights are stored in, and who owns autocast.
 
-The caller chooses the policy (`load_model(..., precision=...)`, later the runner); the model only declares what must
-stay fp32 (`ln_vision` and the Q-Former, see `Blip2Base.full_precision`). Model code never overrides an autocast
-the caller opened: it opens one itself only when none is active, to compute in the dtype its weights are stored in.
+The caller chooses the policy (`load_model(..., precision=...)`; the runners pass `common.precision.run_precision`'s
+choice); the model only declares what must stay fp32 (`ln_vision` and the Q-Former, see `Blip2Base.full_precision`).
+Model code never overrides an autocast the caller opened: it opens one itself only when none is active, to compute
+in the dtype its weights are stored in.
 
 `precision=None` keeps LAVIS's defaults: on CUDA the ViT's Linear/Conv weights take `vit_precision` and the LLM
 `llm_precision` (fp16 Vicuna/OPT, bf16 Flan-T5); on CPU everything is fp32. A named precision (`fp32`, `fp16`,
@@ -12,23 +13,11 @@ the caller opened: it opens one itself only when none is active, to compute in t
 from __future__ import annotations
 
 import contextlib
-import typing
 from dataclasses import dataclass
 
 import torch
 
-from lavis_ib.common.run_schema import Precision
-from lavis_ib.common.schema import ConfigError
-
-PRECISIONS: tuple[str, ...] = typing.get_args(Precision)  # the names, declared once with the config schemas
-DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.float16, torch.bfloat16)))
-
-
-def dtype_of(name: str, where: str) -> torch.dtype:
-    """The torch dtype of a precision name; anything else is a `ConfigError` naming `where` and the valid names."""
-    if name not in DTYPES:
-        raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
-    return DTYPES[name]
+from lavis_ib.common.precision import dtype_of
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def bitsandbytes_config(cfg, llm_dtype: torch.dtype):
     `model.quantization_compute_dtype`, by default the dtype the LLM would otherwise be stored in."""
     from transformers import BitsAndBytesConfig
 
-    from lavis_ib.models.precision import dtype_of
+    from lavis_ib.common.precision import dtype_of
 
     if cfg.quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)

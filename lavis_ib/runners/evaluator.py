@@ -11,7 +11,6 @@ the paper's Table 1. Outputs go to `<run.output_dir>/<job_id>/<dataset>/<split>/
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,17 +18,17 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from lavis_ib.common import dist
 from lavis_ib.common.config import Config
+from lavis_ib.common.precision import autocast, run_precision
 from lavis_ib.common.registry import UnknownNameError, closest_match, registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import RecordDataset
 from lavis_ib.metrics import split_undefined
-from lavis_ib.processors import model_vis_defaults
+from lavis_ib.runners import setup
 from lavis_ib.runners.job_folder import check_output_dir
 from lavis_ib.runners.predictions import PredictionStore, iter_records
 from lavis_ib.runners.results import ResultRow, render_markdown, result_row
@@ -77,20 +76,6 @@ def file_identity(path: Path) -> dict:
             for f in files}
 
 
-def model_preprocessing(cfg: Config, model) -> dict:
-    """The image size / mean / std a dataset's processors default to for this model (its preprocess section)."""
-    defaults = model_vis_defaults(registry.get_model_class(cfg.model_cfg.arch)
-                                  .default_config(cfg.model_cfg.model_type).get("preprocess") or {})
-    defaults["image_size"] = model.cfg.image_size
-    return defaults
-
-
-def dataset_builder(cfg: Config, name: str, vis_defaults: dict | None = None):
-    """The builder of dataset `name` from its merged config block (`vis_defaults`: the model's preprocessing)."""
-    block = OmegaConf.to_container(cfg.datasets_cfg[name], resolve=True)
-    return registry.get_builder_class(name)(block, source=f"datasets.{name}", vis_defaults=vis_defaults)
-
-
 class Evaluator:
     """Evaluates the config's datasets (optionally a subset, the first `limit` records of each split)."""
 
@@ -98,6 +83,7 @@ class Evaluator:
                  include_valid: bool = False):
         self.cfg, self.run = cfg, cfg.run
         check_output_dir(self.run.output_dir, None, cfg.cfg_path)
+        setup.check_preprocess(cfg)
         self.names = self.select_datasets(datasets)
         if limit is not None and limit < 1:
             raise ConfigError(f"--limit must be ≥ 1, got {limit}")
@@ -130,7 +116,7 @@ class Evaluator:
             job = dist.job_id(self.run.job_id)
             output_root = Path(self.run.output_dir) / job
             self.check_protocols()
-            model = self.build_model(info.device)  # a start that fails here leaves no job folder
+            model = setup.build_model(self.cfg, info.device, is_eval=True)  # a failed start leaves no folder
             if info.is_main:
                 output_root.mkdir(parents=True, exist_ok=True)
                 PredictionStore(output_root).write_json("config.json", self.cfg.to_dict())
@@ -153,17 +139,6 @@ class Evaluator:
                 dist.barrier()
         return dist.broadcast_object(summaries if info.is_main else None)
 
-    def build_model(self, device: torch.device):
-        from lavis_ib.models import load_model  # the model package, only once a run starts
-
-        model_cfg = OmegaConf.to_container(self.cfg.model_cfg, resolve=True)
-        arch, model_type = model_cfg.pop("arch"), model_cfg.pop("model_type")
-        checkpoint = model_cfg.pop("checkpoint", None)
-        model = load_model(arch, model_type, is_eval=True, device=str(device), checkpoint=checkpoint,
-                           precision=self.run.precision, options=model_cfg)
-        model.enable_feature_cache(self.run.feature_cache_size)  # repeated images skip the frozen ViT
-        return model
-
     def model_identity(self) -> dict:
         identity = {key: self.cfg.model_cfg.get(key) for key in MODEL_IDENTITY
                     if self.cfg.model_cfg.get(key) is not None}
@@ -184,7 +159,7 @@ class Evaluator:
 
     def builder(self, name: str, vis_defaults: dict | None = None):
         """The dataset builder of `name` from its merged config block (`vis_defaults`: the model's preprocessing)."""
-        return dataset_builder(self.cfg, name, vis_defaults)
+        return setup.dataset_builder(self.cfg, name, vis_defaults)
 
     @staticmethod
     def task_class(name: str, builder) -> type[EvalTask]:
@@ -206,7 +181,7 @@ class Evaluator:
     def plans(self, name: str, model, splits: Sequence[str] | None = None) -> list[SplitPlan]:
         """The splits of dataset `name` to evaluate (`splits`: those of them the dataset has, instead of the
         configured ones), each checked and with its output folder opened."""
-        builder = self.builder(name, model_preprocessing(self.cfg, model))
+        builder = self.builder(name, setup.preprocessing(self.cfg, model))
         task_cls = self.task_class(name, builder)
         protocol = builder.config.eval
         if protocol.prompt is not None:
@@ -271,11 +246,8 @@ class Evaluator:
         return set(value)
 
     def autocast(self):
-        precision = self.run.precision
-        if precision in ("fp16", "bf16"):
-            dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-            return torch.autocast(self.info.device.type, dtype=dtype)
-        return contextlib.nullcontext()
+        """The run's precision decided as training decides it, so validation scores equal evaluate.py's."""
+        return autocast(run_precision(self.run.precision, self.info.device), self.info.device)
 
     def evaluate_split(self, model, plan: SplitPlan) -> dict:
         protocol = self.protocol_record(plan, model)

@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 
 from lavis_ib.common.errors import UserError
 from lavis_ib.common.registry import UnknownNameError, registry
-from lavis_ib.common.schema import ConfigError
+from lavis_ib.common.schema import ConfigError, check_keys
 
-# Each schedule argument's key in the config's `run` section, so errors name what the user wrote.
-RUN_KEYS = {"name": "lr_sched", "max_iters": "max_iters", "init_lr": "init_lr", "min_lr": "min_lr",
-            "warmup_lr": "warmup_lr", "warmup_steps": "warmup_steps", "decay_rate": "lr_decay_rate",
-            "decay_steps": "decay_steps"}
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The settings every lr schedule takes, declared once as a config schema: `build_scheduler` checks its
+    arguments against it as config layers are checked (`common.schema.check_keys`), and each field's `run` metadata
+    is the `run` key it is read from, so errors name what the user wrote. Values are checked by the schedule."""
+
+    name: Any = field(default=None, metadata={"run": "lr_sched"})
+    max_iters: Any = field(default=None, metadata={"run": "max_iters"})
+    init_lr: Any = field(default=None, metadata={"run": "init_lr"})
+    min_lr: Any = field(default=None, metadata={"run": "min_lr"})
+    warmup_lr: Any = field(default=None, metadata={"run": "warmup_lr"})
+    warmup_steps: Any = field(default=None, metadata={"run": "warmup_steps"})
+    decay_rate: Any = field(default=None, metadata={"run": "lr_decay_rate"})
+    decay_steps: Any = field(default=None, metadata={"run": "decay_steps"})
+
+
+RUN_KEYS = {setting.name: setting.metadata["run"] for setting in fields(ScheduleSettings)}
+"""Each schedule argument's key in the config's `run` section."""
 DEFAULT_DECAY_PERIODS = 10  # step_lr without decay_steps: ten decays over the post-warm-up run (LAVIS: per epoch)
 
 
@@ -190,10 +206,8 @@ class ConstantLR(LRSchedule):
 def build_scheduler(name: str, optimizer: torch.optim.Optimizer, **settings: Any) -> LRSchedule:
     """The registered schedule `name` over `optimizer`; an unknown name raises the registry's `UnknownNameError`."""
     schedule_cls = registry.get_lr_scheduler_class(name)
-    unknown = sorted(set(settings) - set(RUN_KEYS))
-    if unknown:
-        raise TypeError(f"lr schedule {name!r}: unknown setting(s) {', '.join(unknown)}; known: "
-                        f"{', '.join(k for k in RUN_KEYS if k != 'name')}")
+    check_keys({key: value for key, value in settings.items() if key != "name"}, ScheduleSettings,
+               f"lr schedule {name!r}", "")
     return schedule_cls(optimizer=optimizer, **settings)
 
 

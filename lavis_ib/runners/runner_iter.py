@@ -25,11 +25,10 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -39,9 +38,11 @@ from lavis_ib.common.io import FileFormatError, WeightMismatchError
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets.builders.dataset import SkipCounter
-from lavis_ib.datasets.sampling import balanced_mixture
+from lavis_ib.common.precision import autocast, run_precision
+from lavis_ib.datasets.sampling import BalancedSampler, MixtureDataset, balanced_mixture
+from lavis_ib.runners import setup
 from lavis_ib.runners.checkpoints import META_FILE, STEP_DIR, rng_state, set_rng_state
-from lavis_ib.runners.evaluator import Evaluator, dataset_builder, model_preprocessing
+from lavis_ib.runners.evaluator import Evaluator
 from lavis_ib.runners.job_folder import (check_output_dir, check_resume_choice, checkpoint_store,
                                         set_aside_for_restart, set_aside_later_checkpoints)
 from lavis_ib.runners.optim import (check_schedule, grad_scaler, max_iters_of, optimizer_from_run,
@@ -85,11 +86,6 @@ def check_training_run(run, cfg_path: str) -> int:
     if run.grad_clip is not None and run.grad_clip < 0:
         raise ConfigError(f"{cfg_path}: run.grad_clip must be > 0 (or 0/unset for no clipping), got {run.grad_clip}")
     return steps
-
-
-def resolve_precision(requested: Optional[str], device: torch.device) -> str:
-    """The run's compute precision: as configured, else bf16 on CUDA and fp32 elsewhere."""
-    return requested or ("bf16" if device.type == "cuda" else "fp32")
 
 
 def seed_everything(seed: int) -> None:
@@ -168,6 +164,26 @@ class Progress:
         self.history = [tuple(entry) for entry in state["history"]]
 
 
+@dataclass
+class TrainingState:
+    """What a run trains with, built once by `RunnerIter.setup` and passed to every step, save and resume."""
+
+    model: Any  # the Blip2Base being trained
+    engine: Any  # what the forward goes through: `model`, or its DDP wrapper
+    precision: str  # `common.precision.run_precision` of the run
+    mixture: MixtureDataset
+    sampler: BalancedSampler
+    groups: list  # the optimizer's parameter groups (for the start-up log)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # runners.optim's per-step schedule
+    scaler: torch.amp.GradScaler
+    progress: Progress = field(default_factory=Progress)
+    skips: SkipCounter = field(default_factory=SkipCounter)
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The runner
 
@@ -175,7 +191,8 @@ class Progress:
 @registry.register_runner("runner_iter")
 class RunnerIter:
     """`RunnerIter.from_config(cfg).train()`. `step_hooks` are called on every rank after each optimizer step
-    with `(step, record)` (the step's loss, lr, grad norm): for custom logging, or a test that kills the run."""
+    with `(step, record)` (the step's loss, lr, grad norm): for custom logging, or a test that kills the run; they
+    find the run's `TrainingState` (model, optimizer, progress, ...) in `runner.state`."""
 
     def __init__(self, cfg: Config):
         self.cfg, self.run = cfg, cfg.run
@@ -190,9 +207,10 @@ class RunnerIter:
         schedule, each dataset's config, `run.best_metric`, `run.output_dir` and what `run.resume` allows."""
         check_schedule(self.run, self.cfg.cfg_path)
         check_llm_training(self.run, self.cfg.model_cfg, self.cfg.cfg_path)
+        setup.check_preprocess(self.cfg)
         for name in self.cfg.datasets_cfg:
             try:
-                dataset_builder(self.cfg, name)  # its config block's values (sample_ratio ≥ 0, splits, ...)
+                setup.dataset_builder(self.cfg, name)  # its config block's values (sample_ratio ≥ 0, splits, ...)
             except ConfigError as error:
                 where = "" if str(error).startswith(self.cfg.cfg_path) else f"{self.cfg.cfg_path}: "
                 raise ConfigError(f"{where}{error}") from None
@@ -208,23 +226,27 @@ class RunnerIter:
         return cls(cfg)
 
     # ----- set-up -------------------------------------------------------------------------------------------
-    def build_model(self):
-        from lavis_ib.models import load_model  # the model package, only once the config is valid
-
-        model_cfg = OmegaConf.to_container(self.cfg.model_cfg, resolve=True)
-        arch, model_type = model_cfg.pop("arch"), model_cfg.pop("model_type")
-        checkpoint = model_cfg.pop("checkpoint", None)
-        model = load_model(arch, model_type, is_eval=False, device=str(self.info.device), checkpoint=checkpoint,
-                           precision=self.precision, options=model_cfg)
-        model.enable_feature_cache(self.run.feature_cache_size)  # validation only: the frozen ViT's outputs
-        return model
+    def setup(self) -> TrainingState:
+        """Build what the run trains with: the model (the same initial weights on every rank), the mixture of the
+        train splits and this rank's sampler, the DDP wrapper, optimizer, schedule and grad scaler."""
+        info, run = self.info, self.run
+        seed_everything(run.seed)
+        model = setup.build_model(self.cfg, info.device, is_eval=False)
+        mixture, sampler = balanced_mixture(self.build_datasets(model), seed=run.seed, rank=info.rank,
+                                            world_size=info.world_size, num_samples=None)
+        precision = run_precision(run.precision, info.device)
+        groups = model.optimizer_param_groups(run.weight_decay, run.lr_layer_decay)
+        optimizer = optimizer_from_run(groups, run, info.device)
+        return TrainingState(model=model, engine=self.wrap(model), precision=precision, mixture=mixture,
+                             sampler=sampler, groups=groups, optimizer=optimizer,
+                             scheduler=scheduler_from_run(optimizer, run), scaler=grad_scaler(precision, info.device))
 
     def build_datasets(self, model) -> dict:
         """`{name: dataset}` of every configured dataset's train split(s); a dataset without one only validates."""
-        preprocessing = model_preprocessing(self.cfg, model)
+        preprocessing = setup.preprocessing(self.cfg, model)
         datasets = {}
         for name in self.cfg.datasets_cfg:
-            builder = dataset_builder(self.cfg, name, preprocessing)
+            builder = setup.dataset_builder(self.cfg, name, preprocessing)
             splits = [split for split in self.run.train_splits if split in builder.splits]
             if not splits:
                 log.info("%s has none of run.train_splits %s: validation only", name, list(self.run.train_splits))
@@ -270,7 +292,7 @@ class RunnerIter:
             return []
         names, reported = [], {}  # reported: "<dataset>/<split>" → its protocol's agg_metrics key, in config order
         for name in self.cfg.datasets_cfg:
-            builder = dataset_builder(self.cfg, name)
+            builder = setup.dataset_builder(self.cfg, name)
             protocol = builder.config.eval
             if protocol is None or not protocol.task:
                 log.info("%s: no eval protocol, not validated", name)
@@ -295,7 +317,6 @@ class RunnerIter:
         """Train to `max_iters` (or until a stop signal); returns the final progress (rank 0 and others alike)."""
         with dist.distributed_run(self.run) as info, StopRequest() as stop:
             self.info, self.stop = info, stop
-            self.precision = resolve_precision(self.run.precision, info.device)
             job = dist.job_id(self.run.job_id)
             self.job_dir = Path(self.run.output_dir) / job
             new_folder = not self.job_dir.exists()  # read by rank 0 only, which alone creates the folder
@@ -317,35 +338,23 @@ class RunnerIter:
 
     def train_in(self, job: str) -> dict:
         info, run = self.info, self.run
-        validated = self.validated
-        seed_everything(run.seed)  # the same initial weights on every rank
-        model = self.build_model()
-        datasets = self.build_datasets(model)
-        mixture, sampler = balanced_mixture(datasets, seed=run.seed, rank=info.rank, world_size=info.world_size,
-                                            num_samples=None)
-        engine = self.wrap(model)
-        groups = model.optimizer_param_groups(run.weight_decay, run.lr_layer_decay)
-        optimizer = optimizer_from_run(groups, run, info.device)
-        scheduler = scheduler_from_run(optimizer, run)
-        scaler = grad_scaler(self.precision, info.device)
-        progress, skips = Progress(), SkipCounter()
-        self.parts = dict(model=model, sampler=sampler, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                          progress=progress, skips=skips)
+        state = self.state = self.setup()  # also `runner.state`, for step hooks
+        progress = state.progress
         seed_everything(run.seed + info.rank)  # dropout differs per rank (LAVIS), reproducibly
-        resumed = self.resume()
+        resumed = self.resume(state)
         self.log.config(self.cfg.to_dict(), job=job, world_size=info.world_size, resumed_from=resumed)
-        self.describe_start(model, mixture, groups)
-        evaluator = Evaluator(self.cfg, datasets=validated, limit=run.val_limit) if validated else None
-        loader = iter(self.build_loader(mixture, sampler, model))
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        engine.train()
+        self.describe_start(state)
+        evaluator = Evaluator(self.cfg, datasets=self.validated, limit=run.val_limit) if self.validated else None
+        loader = iter(self.build_loader(state.mixture, state.sampler, state.model))
+        trainable = state.trainable()
+        state.engine.train()
         with tqdm(total=self.max_iters, initial=progress.step, desc=f"train {job}", unit="step",
                   disable=not info.is_main, dynamic_ncols=True) as bar:  # closed on errors too
             samples_per_step = run.batch_size_train * run.accum_grad_iters * info.world_size
             self.started = True
             while progress.step < self.max_iters:
                 step, started = progress.step, time.perf_counter()
-                record = self.train_step(engine, loader, trainable, step)
+                record = self.train_step(state, loader, trainable, step)
                 progress.step = step + 1
                 progress.interval.add(record["loss"], record["grad_norm"], time.perf_counter() - started)
                 for hook in self.step_hooks:
@@ -353,15 +362,15 @@ class RunnerIter:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
                 if progress.step % run.log_freq == 0 or progress.step == self.max_iters:
-                    self.log_train(progress, samples_per_step, record["lr"])
+                    self.log_train(state, samples_per_step, record["lr"])
                 last = progress.step == self.max_iters
                 best = False
                 if evaluator is not None and ((run.val_freq and progress.step % run.val_freq == 0) or last):
-                    best = self.validate(evaluator, model, engine, progress)
+                    best = self.validate(evaluator, state)
                 stopping = record["stop"]
                 periodic = run.save_freq and progress.step % run.save_freq == 0
                 if best or stopping or periodic or (last and run.save_last):
-                    self.save(progress.step, best)
+                    self.save(state, best)
                 if stopping:
                     name = signal.Signals(self.stop.signum).name if self.stop.signum else "a stop signal (another rank)"
                     log.warning("%s received: stopped after step %d with a checkpoint; the same command with "
@@ -370,13 +379,7 @@ class RunnerIter:
         return {"step": progress.step, "best_score": progress.best_score, "best_step": progress.best_step,
                 "job_dir": str(self.job_dir), "history": progress.history}
 
-    def autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(self.info.device.type, dtype=dtype)
-
-    def train_step(self, engine, loader, trainable: list, step: int) -> dict:
+    def train_step(self, state: TrainingState, loader, trainable: list, step: int) -> dict:
         """One optimizer step over `accum_grad_iters` micro-batches per rank.
 
         Each micro-batch's mean loss is weighted by its share of the step's supervised tokens over all ranks, so
@@ -384,24 +387,24 @@ class RunnerIter:
         larger batch (LAVIS averages the micro-batch means instead). The loss and the stop/divergence flags are
         agreed across ranks.
         """
-        parts, world = self.parts, self.info.world_size
-        optimizer, scaler, model = parts["optimizer"], parts["scaler"], parts["model"]
+        world, engine = self.info.world_size, state.engine
+        optimizer, scaler, model = state.optimizer, state.scaler, state.model
         batches = [next(loader) for _ in range(self.run.accum_grad_iters)]
         tokens = [float(model.supervised_tokens(batch)) for batch in batches]
         agreed = self.all_reduce([sum(tokens), float(self.stop.signum is not None)])
         total_tokens, stop = max(agreed[0], 1.0), agreed[1]
         loss_sum, bad_batches = torch.zeros((), device=self.info.device), []
         for micro, batch in enumerate(batches):
-            parts["skips"].update(batch)
+            state.skips.update(batch)
             sync = micro == len(batches) - 1 or not hasattr(engine, "no_sync")
             with contextlib.nullcontext() if sync else engine.no_sync():
-                with self.autocast():
+                with autocast(state.precision, self.info.device):
                     loss = engine(batch)["loss"]
                 if not torch.isfinite(loss):
                     bad_batches.append(describe_batch(batch))
                 scaler.scale(loss * (tokens[micro] * world / total_tokens)).backward()
             loss_sum += loss.detach().float() * tokens[micro]
-        lr = parts["scheduler"].step(step)
+        lr = state.scheduler.step(step)
         loss_total, bad = self.all_reduce([loss_sum, float(len(bad_batches))])
         if bad:
             self.diverged(step, bad_batches)
@@ -430,9 +433,10 @@ class RunnerIter:
                                f"stopped; {kept} (lower run.init_lr, set run.grad_clip, or check those samples)")
 
     # ----- bookkeeping --------------------------------------------------------------------------------------
-    def describe_start(self, model, mixture, groups) -> None:
+    def describe_start(self, state: TrainingState) -> None:
         if not self.info.is_main:
             return
+        model, mixture, groups = state.model, state.mixture, state.groups
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info("trainable parameters: %s of %s (%.2f %%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
@@ -445,18 +449,20 @@ class RunnerIter:
             self.log.write_line({"best_checkpoint": {"split": choice.split, "metric": choice.metric,
                                                      "rule": choice.describe()}})
 
-    def log_train(self, progress: Progress, samples_per_step: int, lr: float) -> None:
+    def log_train(self, state: TrainingState, samples_per_step: int, lr: float) -> None:
+        progress = state.progress
         interval = progress.interval
         values = {**interval.means(), "lr": lr, "samples_per_s": samples_per_step * interval.steps / interval.seconds,
                   "peak_memory_mb": peak_memory_mb(self.info.device),
-                  "skipped": self.parts["skips"].total}
+                  "skipped": state.skips.total}
         self.log.event("train", progress.step, values)
         progress.interval = Interval()
 
-    def validate(self, evaluator: Evaluator, model, engine, progress: Progress) -> bool:
+    def validate(self, evaluator: Evaluator, state: TrainingState) -> bool:
         """Evaluate the valid splits; True when `self.best_choice`'s split scores higher than at every earlier one.
         Each val event logs that score (`agg_metrics`, null where undefined on the records validated), what it is
         (`best_metric`), the best so far, and every split's metrics."""
+        model, engine, progress = state.model, state.engine, state.progress
         engine.eval()
         with gathered(model.llm):  # ranks validate uneven shares: no per-block collectives (run.fsdp)
             summaries = evaluator.evaluate_model(model, self.job_dir / "validation" / f"step_{progress.step}",
@@ -488,19 +494,20 @@ class RunnerIter:
                             choice.split, choice.metric, values["undefined"])
         return best
 
-    def save(self, step: int, best: bool) -> None:
-        """Checkpoint `step` (collective: every rank sends its RNG and sampler state to rank 0, which writes)."""
-        parts = self.parts
+    def save(self, state: TrainingState, best: bool) -> None:
+        """Checkpoint the current step (collective: every rank sends its RNG and sampler state to rank 0, which
+        writes)."""
+        step = state.progress.step
         consumed = step * self.run.batch_size_train * self.run.accum_grad_iters
-        mine = {"rng": rng_state(), "sampler": parts["sampler"].state_dict(consumed),
-                "skipped": dict(parts["skips"].state_dict())}
+        mine = {"rng": rng_state(), "sampler": state.sampler.state_dict(consumed),
+                "skipped": dict(state.skips.state_dict())}
         ranks = dist.gather_objects([mine], dst=0)
         if self.info.is_main:
-            state = {"step": step, "world_size": self.info.world_size, "optimizer": parts["optimizer"].state_dict(),
-                     "scheduler": parts["scheduler"].state_dict(), "scaler": parts["scaler"].state_dict(),
-                     "progress": parts["progress"].state_dict(), "ranks": ranks}
-            path = self.store.save(step, parts["model"].trainable_state_dict(), state,
-                                   metadata={"best_score": parts["progress"].best_score, "best": best,
+            saved = {"step": step, "world_size": self.info.world_size, "optimizer": state.optimizer.state_dict(),
+                     "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+                     "progress": state.progress.state_dict(), "ranks": ranks}
+            path = self.store.save(step, state.model.trainable_state_dict(), saved,
+                                   metadata={"best_score": state.progress.best_score, "best": best,
                                              "config": self.cfg.to_dict()})
             if best:
                 self.store.mark_best(step)
@@ -520,7 +527,7 @@ class RunnerIter:
             return self.store.latest()
         return None
 
-    def resume(self) -> Optional[str]:
+    def resume(self, training: TrainingState) -> Optional[str]:
         """Load the checkpoint to continue from, if any: weights, optimizer, schedule, scaler, this rank's RNG and
         data position. Returns its path."""
         path = self.resume_path()
@@ -532,15 +539,14 @@ class RunnerIter:
         if state["world_size"] != self.info.world_size:
             raise ConfigError(f"{path} was written by {state['world_size']} process(es), this run has "
                               f"{self.info.world_size}; resume with the same number (data order and RNG are per rank)")
-        parts = self.parts
-        load_trainable(parts["model"], weights, path)
-        parts["optimizer"].load_state_dict(state["optimizer"])
-        self.load_schedule(parts["scheduler"], state, path)
-        parts["scaler"].load_state_dict(state["scaler"])
-        parts["progress"].load_state_dict(state["progress"])
+        load_trainable(training.model, weights, path)
+        training.optimizer.load_state_dict(state["optimizer"])
+        self.load_schedule(training.scheduler, state, path)
+        training.scaler.load_state_dict(state["scaler"])
+        training.progress.load_state_dict(state["progress"])
         mine = state["ranks"][self.info.rank]
-        parts["sampler"].load_state_dict(mine["sampler"])
-        parts["skips"].load_state_dict(mine["skipped"])
+        training.sampler.load_state_dict(mine["sampler"])
+        training.skips.load_state_dict(mine["skipped"])
         set_rng_state(mine["rng"])
         if self.info.is_main:
             set_aside_later_checkpoints(self.job_dir, path)

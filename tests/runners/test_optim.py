@@ -9,6 +9,7 @@ import torch
 
 from lavis_ib.common.registry import UnknownNameError, registry
 from lavis_ib.common.run_schema import RunConfig
+from lavis_ib.common.schema import ConfigError
 from lavis_ib.models import load_model
 from lavis_ib.runners import optim
 from lavis_ib.runners.optim import (ScheduleMismatchError, build_optimizer, build_scheduler, optimizer_from_run,
@@ -119,7 +120,8 @@ def test_bad_settings_are_errors_naming_the_setting_and_value(name, settings, me
 def test_unknown_schedule_names_and_settings():
     with pytest.raises(UnknownNameError, match="did you mean 'linear_warmup_cosine_lr'"):
         schedule("linear_warmup_cosin_lr", max_iters=10, init_lr=1e-5)
-    with pytest.raises(TypeError, match="unknown setting.*warmup_step\\b"):
+    with pytest.raises(ConfigError, match="lr schedule 'linear_warmup_cosine_lr': unknown key 'warmup_step'; "
+                                          "did you mean 'warmup_steps'"):
         schedule(max_iters=10, init_lr=1e-5, warmup_step=3)
 
 

@@ -175,11 +175,12 @@ def test_the_best_checkpoint_is_chosen_by_one_split_and_an_undefined_score_is_ne
     runner.info, runner.job_dir = SimpleNamespace(is_main=True), tmp_path
     runner.log = TrainLog(tmp_path, tensorboard=False)
     evaluator, progress = ScriptedEvaluator(*VALIDATIONS), Progress()
-    model, engine = SimpleNamespace(llm=torch.nn.Linear(1, 1)), torch.nn.Linear(1, 1)
+    state = SimpleNamespace(model=SimpleNamespace(llm=torch.nn.Linear(1, 1)), engine=torch.nn.Linear(1, 1),
+                            progress=progress)  # the parts of a TrainingState that validation uses
     chosen = []
     for step in range(1, len(VALIDATIONS) + 1):
         progress.step = step
-        chosen.append(runner.validate(evaluator, model, engine, progress))
+        chosen.append(runner.validate(evaluator, state))
     assert chosen == bests
     scores = [v[split] for v in VALIDATIONS]
     assert progress.history == list(enumerate(scores, start=1))

@@ -42,7 +42,7 @@ def main() -> None:
                 time.sleep(0.02)
         if dump and step == runner.max_iters:
             Path(dump).mkdir(parents=True, exist_ok=True)
-            weights = {k: v.contiguous().clone() for k, v in runner.parts["model"].trainable_state_dict().items()}
+            weights = {k: v.contiguous().clone() for k, v in runner.state.model.trainable_state_dict().items()}
             save_file(weights, str(Path(dump) / f"rank{dist.get_rank()}.safetensors"))
 
     runner.step_hooks.append(instrument)

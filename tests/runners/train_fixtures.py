@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
@@ -31,10 +32,11 @@ def build_small_world(cache: Path) -> Path:
 
 def write_train_config(path: Path, output_dir: Path, datasets=("synthetic_vqa", "synthetic_caption"),
                        model: dict | None = None, **run) -> Path:
-    """A project YAML training the tiny Vicuna model on `datasets` with `RUN_DEFAULTS` overridden by `run`."""
+    """A project YAML training the tiny Vicuna model on `datasets` (names, or `{name: config block}`) with
+    `RUN_DEFAULTS` overridden by `run`."""
     config = {
         "model": {"arch": "blip2_vicuna_instruct", "model_type": "tiny", **(model or {})},
-        "datasets": {name: {} for name in datasets},
+        "datasets": dict(datasets) if isinstance(datasets, Mapping) else {name: {} for name in datasets},
         "run": {**RUN_DEFAULTS, "output_dir": str(output_dir), **run},
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -373,13 +373,14 @@ def test_visdial_ranks_follow_the_scores(vicuna):
     higher (ties: the earlier option first), `gt_rank` is the gt option's, `answer` the top option."""
     from torch.utils.data import DataLoader
 
+    from lavis_ib.runners import setup
     from lavis_ib.runners.evaluator import Evaluator
 
     cfg = Config(vicuna.config)
     evaluator = Evaluator(cfg, datasets=["visdial"])
     evaluator.output_root = vicuna.root
     torch.manual_seed(cfg.run.seed)  # the evaluator seeds the same way before building the model
-    model = evaluator.build_model(torch.device("cpu"))
+    model = setup.build_model(cfg, torch.device("cpu"), is_eval=True)
     (plan,) = evaluator.plans("visdial", model)
     batch = next(iter(DataLoader(plan.dataset, batch_size=cfg.run.batch_size_eval,
                                  collate_fn=model.collator("score"))))

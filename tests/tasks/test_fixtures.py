@@ -70,7 +70,7 @@ def test_fixture_loads_with_ground_truth(tmp_path, name):
         assert len(item["answer_options"]) == 5 and item["answer_options"][item["gt_index"]] == item["text_output"]
     if dataset.answer_list is not None:
         assert all(answer in dataset.answer_list for r in read_jsonl(path) for answer in r["answers"])
-    batch = dataset.collater([dataset[i] for i in range(N)])
+    batch = dataset.collator([dataset[i] for i in range(N)])
     assert batch["image"].shape[0] == N and "skipped" not in batch
 
 
@@ -121,7 +121,7 @@ def test_corrupt_media_are_skipped(tmp_path):
     items = [dataset[i] for i in range(N)]
     assert [isinstance(item, Skipped) for item in items] == [True, True] + [False] * (N - 2)
     assert [item.index for item in items[:2]] == [0, 1]
-    batch = dataset.collater(items)
+    batch = dataset.collator(items)
     assert batch["image"].shape[0] == N - 2 and len(batch["skipped"]) == 2
 
 
