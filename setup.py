@@ -48,7 +48,7 @@ setup(
     entry_points={
         "console_scripts": [
             "lavis-ib-convert-data = lavis_ib.datasets.convert:main",
-            "lavis-ib-convert-weights = lavis_ib.models.convert_cli:main",
+            "lavis-ib-convert-weights = lavis_ib.models.weights.convert_cli:main",
         ],
     },
 )

@@ -32,8 +32,8 @@ from transformers import (
 )
 
 from lavis_ib.common.registry import registry
-from lavis_ib.models.hf_interop import model_from_hf
-from lavis_ib.models.tokenizers import load_qformer_tokenizer, load_vicuna_tokenizer, tiny_tokenizer_dir
+from lavis_ib.models.weights.hf_interop import model_from_hf
+from lavis_ib.models.text.tokenizers import load_qformer_tokenizer, load_vicuna_tokenizer, tiny_tokenizer_dir
 
 ARCH = "blip2_vicuna_instruct"
 NUM_QUERIES = 32

@@ -182,7 +182,7 @@ def run_quantized(args, work: Path) -> dict:
     directory first): load seconds, memory and tokens/s of batch-1 greedy decoding."""
     from lavis_ib.common.registry import registry
     from lavis_ib.models import load_model
-    from lavis_ib.models.convert import model_cfg_from_hf_config
+    from lavis_ib.models.weights.convert import model_cfg_from_hf_config
 
     config, _ = generate.hf_config(SETTINGS[args.size]["script_size"])
     _, cfg = model_cfg_from_hf_config(config)  # our config keys for the part's dimensions

@@ -25,7 +25,7 @@ import torch
 
 # bench/generate.py (this script's folder is on sys.path)
 from generate import SIZES, build_hf, build_ours, status_kb, sync, write_json
-from lavis_ib.models.text_batching import IGNORE, pad_rows
+from lavis_ib.models.text.batching import IGNORE, pad_rows
 
 VICUNA_VOCAB = 32002
 WORDS = ("the man is riding a red bike along road near river two dogs play in grass woman holds cup of tea "

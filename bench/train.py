@@ -33,8 +33,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 # bench/generate.py (this script's folder is on sys.path)
 from generate import SIZES, build_hf, status_kb, sync, write_json
 from lavis_ib.common.registry import registry
-from lavis_ib.models.hf_interop import model_from_hf
-from lavis_ib.models.text_batching import IGNORE
+from lavis_ib.models.weights.hf_interop import model_from_hf
+from lavis_ib.models.text.batching import IGNORE
 
 ARCH = "blip2_vicuna_instruct"
 NUM_QUERIES = 32

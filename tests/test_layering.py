@@ -1,5 +1,7 @@
 """Layering: the data layer (`lavis_ib.datasets`, `lavis_ib.processors`) never imports the model package, neither
-at module level nor inside a function, so datasets can be converted, built and loaded without any model code."""
+at module level nor inside a function, so datasets can be converted, built and loaded without any model code; and no
+two modules of the library import each other, directly or around a longer circle (imports inside functions and under
+`TYPE_CHECKING` count too: a circle hidden in a function is still one to untie)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import ast
 import json
 import subprocess
 import sys
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,72 @@ def test_building_datasets_and_processors_loads_no_model_code():
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"question": "what is this?", "loaded": []}
+
+
+def module_name(path: Path, root: Path) -> str:
+    """`lavis_ib/models/__init__.py` → `lavis_ib.models`, `lavis_ib/models/blip2.py` → `lavis_ib.models.blip2`."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
+    """The modules of `known` that `path` (module `name`) imports anywhere in its text. `from package import module`
+    names that module, not the package; a relative import resolves against `name`'s package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parents = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parents + ([base] if base else []))
+            submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known]
+            targets = submodules + ([base] if len(submodules) < len(node.names) else [])
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # `import a.b.c` where a.b.c is a class or function: its module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph(root: Path, package: str = "lavis_ib") -> dict[str, set[str]]:
+    """Module → the modules of the same library it imports."""
+    files = {module_name(path, root): path for path in sorted((root / package).rglob("*.py"))}
+    return {name: imported_modules(path, name, set(files)) for name, path in files.items()}
+
+
+def import_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of imports (`[a, b, a]`), or None."""
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as error:
+        return error.args[1]
+    return None
+
+
+def test_the_library_has_no_import_circle():
+    graph = import_graph(LIBRARY.parent)
+    assert len(graph) > 100 and sum(map(len, graph.values())) > 250  # the whole library was read
+    assert import_circle(graph) is None
+
+
+def test_the_circle_finder_sees_function_level_and_type_checking_imports(tmp_path):
+    package = tmp_path / "lavis_ib"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models" / "__init__.py").write_text("from lavis_ib.models import base  # registration\n")
+    (package / "models" / "base.py").write_text("def export():\n    from lavis_ib.models.weights import export\n")
+    (package / "models" / "weights.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .base import Model\n")
+    graph = import_graph(tmp_path)
+    assert graph == {"lavis_ib": set(), "lavis_ib.models": {"lavis_ib.models.base"},
+                     "lavis_ib.models.base": {"lavis_ib.models.weights"},
+                     "lavis_ib.models.weights": {"lavis_ib.models.base"}}
+    assert sorted(set(import_circle(graph))) == ["lavis_ib.models.base", "lavis_ib.models.weights"]
+    (package / "models" / "weights.py").write_text("import torch\n")
+    assert import_circle(import_graph(tmp_path)) is None

@@ -45,8 +45,8 @@ from lavis_ib.common.media import uniform_indices
 from lavis_ib.datasets import synthetic, templates
 from lavis_ib.datasets.synthetic import language
 from lavis_ib.models.blip2_vicuna_instruct import Blip2VicunaInstruct
-from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher
-from lavis_ib.models.tokenizers import load_vicuna_tokenizer
+from lavis_ib.models.text.batching import IGNORE, DecoderOnlyTextBatcher
+from lavis_ib.models.text.tokenizers import load_vicuna_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "lavis_ib" / "assets" / "tiny_lm"

@@ -260,7 +260,6 @@ class Config:
             check_node(OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node,
                        schema, source, "model")
         self.model_overrides = sorted({key for _, node in layers[1:] for key in (node or {})} - {"arch", "model_type"})
-        self.model_default_path = default_path
         project_preprocess = {"preprocess": project.preprocess} if project.get("preprocess") else {}
         layer = OmegaConf.merge(default, {"model": project.model}, project_preprocess)
         layer.model.arch, layer.model.model_type = arch, model_type

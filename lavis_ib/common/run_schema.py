@@ -30,6 +30,13 @@ class RunConfig:
                "one device with run.device (e.g. cuda:1); delete run.gpu",
         "use_dist_eval_sampler": "evaluation always splits the records over the ranks without repeats, so each is "
                                  "scored once; delete run.use_dist_eval_sampler",
+        "max_epoch": "runner_iter counts optimizer steps; set run.max_iters instead (LAVIS's max_epoch × iterations "
+                     "per epoch)",
+        "iters_per_inner_epoch": "there are no inner epochs here; run.val_freq and run.save_freq count steps (LAVIS's "
+                                 "val_freq × iters_per_inner_epoch)",
+        "amp": "set run.precision instead: fp16 (LAVIS's amp: True, with a grad scaler) or bf16 (the default on CUDA)",
+        "train_dataset_ratios": "set each dataset's sample_ratio instead (datasets.<name>.sample_ratio multiplies its "
+                                "sqrt-size share, paper §2.4)",
     }
 
     runner: str = "runner_iter"
@@ -45,7 +52,6 @@ class RunConfig:
     batch_size_train: int = 1
     batch_size_eval: int = 1
     num_workers: int = 4
-    train_dataset_ratios: Optional[dict] = None
     feature_cache_size: int = 2048  # evaluation: frozen-ViT outputs kept per run, in images/frames (0: off)
     # optimisation
     lr_sched: str = "linear_warmup_cosine_lr"
@@ -57,7 +63,6 @@ class RunConfig:
     weight_decay: float = 0.05
     lr_layer_decay: float = 1.0
     beta2: float = 0.999
-    amp: bool = False
     precision: Optional[Precision] = None  # None: bf16 on CUDA (fp16 without bf16), fp32 on CPU; train and eval alike
     accum_grad_iters: int = 1
     # training (runner_iter counts optimizer steps; see docs/training.md)
@@ -66,9 +71,7 @@ class RunConfig:
     decay_steps: Optional[int] = None  # linear_warmup_step_lr: steps between decays (None: the scheduler's default)
     fsdp: bool = False  # shard the frozen LLM across the ranks with FSDP2 (runners/sharding.py)
     # schedule and bookkeeping (in optimizer steps for runner_iter)
-    max_epoch: Optional[int] = None  # LAVIS runner_base only; runner_iter rejects it (use max_iters)
     max_iters: Optional[Union[int, float]] = None  # LAVIS casts e.g. 2e4 with int(float(...))
-    iters_per_inner_epoch: Optional[Union[int, float]] = None  # LAVIS runner_iter only; ours rejects it
     log_freq: int = 50
     save_freq: int = 1000  # steps between checkpoints (0: only the last one, and on SIGTERM/SIGUSR1)
     val_freq: Optional[int] = None  # steps between validations on valid_splits (None: only after the last step)

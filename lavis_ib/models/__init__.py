@@ -56,14 +56,24 @@ def load_model(name: str, model_type: str, is_eval: bool = False, device: str = 
     `model.quantization` / `model.device_map` / `model.max_memory`: the frozen LLM in 8 or 4 bits, or spread over
     GPUs, CPU and disk (see `models.quantization`, `models.placement`; `model.lora` adds adapters).
     """
+    section, source, options, _ = requested_config(name, model_type, checkpoint, quantization, device_map, max_memory,
+                                                   {**(options or {}), **overrides})
+    return model_from_section(section, source, is_eval=is_eval, device=device, precision=precision,
+                              overridden=options)
+
+
+def requested_config(name: str, model_type: str, checkpoint, quantization, device_map, max_memory,
+                     options: Mapping[str, Any]) -> tuple[DictConfig, str, dict, DictConfig]:
+    """`(model section, its source, the keys the caller set, the whole default YAML)` for `load_model`'s arguments:
+    the default YAML of `name`/`model_type` read once, the loading arguments and `options` merged and checked."""
     model_cls = registry.get_model_class(name)
     loading = {"quantization": quantization, "device_map": device_map, "max_memory": max_memory,
                "checkpoint": None if checkpoint is None else str(checkpoint)}
-    options = {**(options or {}), **{k: v for k, v in loading.items() if v is not None}, **overrides}
-    section = model_cls.config_with_options(model_type, options)
+    options = {**options, **{k: v for k, v in loading.items() if v is not None}}
+    default = model_cls.default_config(model_type)
+    section = model_cls.config_with_options(model_type, options, default=default)
     source = str(model_cls.default_config_path(model_type)) + (" + options" if options else "")
-    return model_from_section(section, source, is_eval=is_eval, device=device, precision=precision,
-                              overridden=options)
+    return section, source, options, default
 
 
 def model_from_section(section: Mapping[str, Any], source: str, is_eval: bool = False, device: str = "cpu",
@@ -72,7 +82,7 @@ def model_from_section(section: Mapping[str, Any], source: str, is_eval: bool = 
     loaded: the one place a model is built, by `load_model` and by both runners from their validated `Config`
     (which has read the default YAML already). `overridden`: the keys a user set, which an HF directory's own
     architecture must not contradict."""
-    from lavis_ib.models.hf_interop import is_hf_directory, load_hf_directory  # imports convert.py, only if needed
+    from lavis_ib.models.weights.hf_interop import is_hf_directory, load_hf_directory  # convert.py, only if needed
 
     model_cls = registry.get_model_class(section["arch"])
     checkpoint = section.get("checkpoint")
@@ -100,12 +110,12 @@ def load_model_and_preprocess(name: str, model_type: str, is_eval: bool = False,
                               **overrides: Any):
     """`(model, vis_processors, txt_processors)` — LAVIS's one-line entry point; `options` / `overrides` as in
     `load_model`, with the image processors following the model's (possibly overridden) image size."""
-    from lavis_ib.models.hf_interop import preprocess_for_image_size
+    from lavis_ib.models.weights.hf_interop import preprocess_for_image_size
 
-    model = load_model(name, model_type, is_eval=is_eval, device=device, checkpoint=checkpoint, precision=precision,
-                       options=options, quantization=quantization, device_map=device_map, max_memory=max_memory,
-                       **overrides)
-    default = registry.get_model_class(name).default_config(model_type)
+    section, source, options, default = requested_config(name, model_type, checkpoint, quantization, device_map,
+                                                         max_memory, {**(options or {}), **overrides})
+    model = model_from_section(section, source, is_eval=is_eval, device=device, precision=precision,
+                               overridden=options)
     preprocess = default.get("preprocess")
     if model.cfg.image_size != default.model.get("image_size"):
         preprocess = preprocess_for_image_size(preprocess, model.cfg.image_size)

@@ -57,14 +57,15 @@ class BaseModel(nn.Module):
         return OmegaConf.load(cls.default_config_path(model_type))
 
     @classmethod
-    def config_with_options(cls, model_type: str, options: Mapping | None = None,
-                            source: str = "options") -> DictConfig:
-        """The `model` section of `model_type`'s default YAML with `options` merged over it.
+    def config_with_options(cls, model_type: str, options: Mapping | None = None, source: str = "options",
+                            default: DictConfig | None = None) -> DictConfig:
+        """The `model` section of `model_type`'s default YAML (`default`, when the caller has read it) with `options`
+        merged over it.
 
         `options` holds model-section keys, nested (`{"qformer": {"num_layers": 2}}`) or dotted (`"qformer.num_layers"`);
         each key and value is checked against the schema first, so a typo is a `ConfigError` with the closest key.
         """
-        cfg = cls.default_config(model_type).model
+        cfg = (default if default is not None else cls.default_config(model_type)).model
         overrides = nest_options(options or {}, source)
         if not overrides:
             return cfg
@@ -137,7 +138,7 @@ class BaseModel(nn.Module):
         directory, an unreachable or disabled hub for a hub id without a cached copy, or a tokenizer directory
         without tokenizer files. Hub ids are fetched into the cache here, once."""
         from lavis_ib.common.io import HUB_TOKENIZER_PATTERNS, resolve_dir_or_hub_id
-        from lavis_ib.models.tokenizers import TOKENIZER_FILES, TokenizerError, has_tokenizer_files
+        from lavis_ib.models.text.tokenizers import TOKENIZER_FILES, TokenizerError, has_tokenizer_files
 
         for key, (location, files) in cls.directory_locations(cfg).items():
             directory = resolve_dir_or_hub_id(str(location), key, files)

@@ -1,5 +1,6 @@
 """What every BLIP-2 / InstructBLIP model shares: config schema, ViT → Q-Former → projection (images and video),
-precision handling, weight loading, prompt handling for `generate`/`predict_answers`, and candidate scoring.
+precision handling, weight loading, prompt handling for `generate`, and candidate scoring. LAVIS's `predict_answers`
+/ `predict_class` come from `inference.lavis_api`.
 
 Architectures subclass `Blip2Base` and supply only the LLM-specific parts: how the LLM and its tokenizer are
 built, the training loss layout, text generation from visual tokens, and per-candidate log-likelihoods.
@@ -25,24 +26,26 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from lavis_ib.common.io import WeightMismatchError, looks_like_hub_id, resolve_file
-from lavis_ib.models.base import BaseModel
-from lavis_ib.models.checkpoint import LoadReport, load_state_dict_into, read_state_dict
 from lavis_ib.common.run_schema import Precision
-from lavis_ib.models.precision import PrecisionPolicy, compute_in, full_precision
-from lavis_ib.models.prompts import INSTRUCTION_KEY, instructions_for, vqa_prompt
-from lavis_ib.models.qformer import QFormer, QFormerConfig
-from lavis_ib.models.collator import ModelCollator
-from lavis_ib.models.feature_cache import FeatureCache, frame_keys
-from lavis_ib.models.llm import build_language_model
 from lavis_ib.models import lora
+from lavis_ib.models.base import BaseModel
+from lavis_ib.models.inference.candidate_scoring import CandidateScores
+from lavis_ib.models.inference.feature_cache import FeatureCache, frame_keys
+from lavis_ib.models.inference.lavis_api import LavisTaskApi
+from lavis_ib.models.llm import build_language_model
 from lavis_ib.models.lora import LoraSettings
 from lavis_ib.models.placement import LlmPlacement
+from lavis_ib.models.precision import PrecisionPolicy, compute_in, full_precision
+from lavis_ib.models.qformer import QFormer, QFormerConfig
 from lavis_ib.models.quantization import Quantization, bitsandbytes_config, check_quantization
-from lavis_ib.models.inputs import check_candidates, check_generate_args, check_image, check_texts
-from lavis_ib.models.text_batching import IGNORE, TextBatcher
-from lavis_ib.models.tokenizers import load_qformer_tokenizer
+from lavis_ib.models.text.batching import IGNORE, TextBatcher
+from lavis_ib.models.text.collator import ModelCollator
+from lavis_ib.models.text.inputs import check_candidates, check_generate_args, check_image, check_texts
+from lavis_ib.models.text.prompts import instructions_for
+from lavis_ib.models.text.tokenizers import load_qformer_tokenizer
 from lavis_ib.models.trainable import is_no_decay, optimizer_param_groups, trainable_parameters
 from lavis_ib.models.vision import LayerNormFp32, VisionConfig, adapt_vit_state_dict, build_eva_vit
+from lavis_ib.models.weights.loading import LoadReport, load_state_dict_into, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +112,7 @@ class Blip2Config:
             raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
 
-@dataclass
-class CandidateScores:
-    """Per-candidate log-likelihoods of each sample: the sum over candidate tokens and the per-token mean."""
-
-    sum: list[torch.Tensor]
-    mean: list[torch.Tensor]
-    num_tokens: list[torch.Tensor]
-
-    def stacked(self, which: str = "sum") -> torch.Tensor:
-        """`[B, C]` when every sample has the same number of candidates."""
-        return torch.stack(getattr(self, which))
-
-
-class Blip2Base(BaseModel):
+class Blip2Base(LavisTaskApi, BaseModel):
     """ViT + Q-Former + projection into an LLM; subclasses name and build the LLM side."""
 
     LLM_KEY = "llm_model"  # config key of the LLM location (LAVIS name)
@@ -297,7 +287,8 @@ class Blip2Base(BaseModel):
 
     def enable_feature_cache(self, capacity: int) -> None:
         """Keep the frozen ViT's output of up to `capacity` images (0: no cache) for `encode_image` to reuse; a new
-        cache each call. Evaluation turns it on (`run.feature_cache_size`); see `lavis_ib.models.feature_cache`."""
+        cache each call. Evaluation turns it on (`run.feature_cache_size`); see
+        `lavis_ib.models.inference.feature_cache`."""
         self.feature_cache = FeatureCache(capacity) if capacity else None
 
     def uses_feature_cache(self) -> bool:
@@ -429,7 +420,7 @@ class Blip2Base(BaseModel):
 
     def export_hf(self, directory) -> "Path":
         """Write an HF-format directory that transformers' InstructBLIP / BLIP-2 classes load (see `hf_interop`)."""
-        from lavis_ib.models.hf_interop import export_hf
+        from lavis_ib.models.weights.hf_interop import export_hf
 
         return export_hf(self, directory)
 
@@ -530,52 +521,6 @@ class Blip2Base(BaseModel):
         return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
     @torch.no_grad()
-    def predict_answers(
-        self,
-        samples: dict,
-        num_beams: int = 5,
-        inference_method: str = "generate",
-        max_len: int = 10,
-        min_len: int = 1,
-        num_ans_candidates: int = 128,
-        answer_list: Sequence[str] | None = None,
-        prompt: str = "",
-        length_penalty: float | None = None,
-        length_semantics: str | None = None,
-        **kwargs,
-    ) -> list[str]:
-        """Short answers by generation; `prompt` is a template with `{}` for the question (and OCR tokens/choices).
-
-        `inference_method="rank"` with an `answer_list` ranks the answers by likelihood instead of generating. A batch
-        carrying `instruction` (rendered by the dataset templates) is used as is: `prompt` does not apply to it.
-        """
-        questions = samples[INSTRUCTION_KEY] if INSTRUCTION_KEY in samples else samples["text_input"]
-        questions = [questions] if isinstance(questions, str) else list(questions)
-        if prompt and INSTRUCTION_KEY not in samples:
-            ocr, choices = samples.get("ocr_tokens"), samples.get("choices")
-            texts = [
-                vqa_prompt(prompt, q, ocr[i] if ocr is not None else None, choices[i] if choices is not None else None)
-                for i, q in enumerate(questions)
-            ]
-        else:
-            texts = questions
-        if inference_method == "rank":
-            if not answer_list:
-                raise ValueError("inference_method='rank' needs an answer_list")
-            ranks = self.predict_class({"image": samples["image"], INSTRUCTION_KEY: texts}, list(answer_list))
-            answers = [answer_list[int(r[0])] for r in ranks]
-        else:
-            sub = {"image": samples["image"], INSTRUCTION_KEY: texts}
-            penalty = self.ANSWER_LENGTH_PENALTY if length_penalty is None else length_penalty
-            answers = self.generate(sub, num_beams=num_beams, max_length=max_len, min_length=min_len,
-                                    length_penalty=penalty, length_semantics=length_semantics)
-        if self.cfg.apply_lemmatizer or samples.get("apply_lemmatizer"):
-            from lavis_ib.metrics import lemmatize  # spaCy, loaded once, only when asked for
-
-            answers = lemmatize(answers)
-        return answers
-
-    @torch.no_grad()
     def score_candidates(self, samples: dict, candidates: Sequence, n_segments: int = 1) -> CandidateScores:
         """Log-likelihood of each candidate text given image + prompt: sums and per-token means, per sample.
 
@@ -592,17 +537,6 @@ class Blip2Base(BaseModel):
                   for b in range(batch)]
         sums, counts = [s for s, _ in scored], [c for _, c in scored]
         return CandidateScores(sum=sums, mean=[s / c.clamp(min=1) for s, c in zip(sums, counts)], num_tokens=counts)
-
-    @torch.no_grad()
-    def predict_class(self, samples: dict, candidates: Sequence, n_segments: int = 1, normalize: str = "sum"):
-        """Candidate indices ranked best first: `[B, C]` tensor, or a list when candidate counts differ.
-
-        Ranks by summed log-likelihood (what LAVIS's rankings amount to); `normalize="mean"` ranks per token.
-        """
-        scores = getattr(self.score_candidates(samples, candidates, n_segments), normalize)
-        ranks = [torch.argsort(s, descending=True, stable=True) for s in scores]
-        return torch.stack(ranks) if len({len(r) for r in ranks}) == 1 else ranks
-
 
 def strip_wrapper_prefix(name: str) -> str:
     """A parameter name as the state dict spells it (without activation-checkpoint wrapper components)."""

@@ -15,8 +15,8 @@ from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
 from lavis_ib.models.blip2 import Blip2Config
 from lavis_ib.models.decoder_only import DecoderOnlyBlip2
-from lavis_ib.models.text_batching import OPTTextBatcher
-from lavis_ib.models.tokenizers import encode, load_opt_tokenizer
+from lavis_ib.models.text.batching import OPTTextBatcher
+from lavis_ib.models.text.tokenizers import encode, load_opt_tokenizer
 
 
 @dataclass

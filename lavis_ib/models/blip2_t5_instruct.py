@@ -18,9 +18,9 @@ from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
 from lavis_ib.common.run_schema import Precision
 from lavis_ib.models.blip2 import Blip2Base, Blip2Config
-from lavis_ib.models.candidate_scoring import chunk_token_budget, plan_chunks, token_logprobs
-from lavis_ib.models.text_batching import IGNORE, T5TextBatcher
-from lavis_ib.models.tokenizers import load_t5_tokenizer
+from lavis_ib.models.inference.candidate_scoring import chunk_token_budget, plan_chunks, token_logprobs
+from lavis_ib.models.text.batching import IGNORE, T5TextBatcher
+from lavis_ib.models.text.tokenizers import load_t5_tokenizer
 
 
 @dataclass

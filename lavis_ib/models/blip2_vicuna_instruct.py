@@ -15,7 +15,7 @@ from lavis_ib.common.io import looks_like_hub_id
 from lavis_ib.common.registry import registry
 from lavis_ib.models.blip2 import Blip2Config
 from lavis_ib.models.decoder_only import DecoderOnlyBlip2
-from lavis_ib.models.tokenizers import load_vicuna_tokenizer
+from lavis_ib.models.text.tokenizers import load_vicuna_tokenizer
 
 
 @dataclass

@@ -18,11 +18,11 @@ import transformers
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from lavis_ib.models.blip2 import Blip2Base
-from lavis_ib.models.generation_cache import expand_prefix_cache
-from lavis_ib.models.candidate_scoring import PackedCandidates, chunk_token_budget, trie_chunks
+from lavis_ib.models.inference.generation_cache import expand_prefix_cache
+from lavis_ib.models.inference.candidate_scoring import PackedCandidates, chunk_token_budget, trie_chunks
 from lavis_ib.models.llm import grow_vocab
-from lavis_ib.models.prompts import instructions_for
-from lavis_ib.models.text_batching import IGNORE, DecoderOnlyTextBatcher
+from lavis_ib.models.text.prompts import instructions_for
+from lavis_ib.models.text.batching import IGNORE, DecoderOnlyTextBatcher
 
 
 class DecoderOnlyBlip2(Blip2Base):

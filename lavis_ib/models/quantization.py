@@ -42,3 +42,14 @@ def bitsandbytes_config(cfg, llm_dtype: torch.dtype):
                               bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=cfg.quantization_double_quant)
 
 
+
+
+def keep_4bit_weights_unpacked(model: torch.nn.Module) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for its AVX512-BF16 CPU kernel; returns how many layers it
+    would have repacked. bitsandbytes repacks a `Linear4bit` weight in place the first time it runs in eval mode
+    without grad and leaves it packed when training resumes, so after a mid-run validation the training steps would
+    compute differently from those of a run resumed from the checkpoint. The runner calls this for training."""
+    layers = [module for module in model.modules() if hasattr(module, "support_avx512bf16_for_cpu")]
+    for module in layers:
+        module.support_avx512bf16_for_cpu = False
+    return len(layers)

@@ -90,6 +90,7 @@ class Evaluator:
         self.limit, self.include_valid = limit, include_valid
         self.output_root: Path | None = None
         self.info: dist.DistInfo | None = None
+        self.precision: str | None = None  # the run's (`run_precision`), set with the model
 
     @classmethod
     def from_config(cls, cfg: Config, **kwargs) -> "Evaluator":
@@ -116,22 +117,24 @@ class Evaluator:
             job = dist.job_id(self.run.job_id)
             output_root = Path(self.run.output_dir) / job
             self.check_protocols()
-            model = setup.build_model(self.cfg, info.device, is_eval=True)  # a failed start leaves no folder
+            precision = run_precision(self.run.precision, info.device)  # decided once, as training decides it
+            model = setup.build_model(self.cfg, info.device, precision, is_eval=True)  # a failed start: no folder
             if info.is_main:
                 output_root.mkdir(parents=True, exist_ok=True)
                 PredictionStore(output_root).write_json("config.json", self.cfg.to_dict())
                 log.info("evaluation job %s: outputs in %s", job, output_root)
-            summaries = self.evaluate_model(model, output_root, info)
+            summaries = self.evaluate_model(model, output_root, info, precision)
             if info.is_main:
                 self.write_results(summaries)
             return summaries if info.is_main else []
 
-    def evaluate_model(self, model, output_root: Path, info: dist.DistInfo,
+    def evaluate_model(self, model, output_root: Path, info: dist.DistInfo, precision: str,
                        splits: Sequence[str] | None = None) -> list[dict]:
         """Evaluate `model` (already built, in eval mode) on the selected datasets into `output_root`; every rank
         takes part and every rank gets the summaries. `splits` replaces the configured ones (training validation:
-        `run.valid_splits`, only where a dataset has them)."""
-        self.output_root, self.info = output_root, info
+        `run.valid_splits`, only where a dataset has them). `precision`: the run's, which the forward passes autocast
+        to."""
+        self.output_root, self.info, self.precision = output_root, info, precision
         summaries = []
         for name in self.names:
             for plan in self.plans(name, model, splits):
@@ -246,8 +249,9 @@ class Evaluator:
         return set(value)
 
     def autocast(self):
-        """The run's precision decided as training decides it, so validation scores equal evaluate.py's."""
-        return autocast(run_precision(self.run.precision, self.info.device), self.info.device)
+        """The forward passes' autocast, in the precision the model was built in (training's, during validation), so
+        validation scores equal evaluate.py's."""
+        return autocast(self.precision, self.info.device)
 
     def evaluate_split(self, model, plan: SplitPlan) -> dict:
         protocol = self.protocol_record(plan, model)

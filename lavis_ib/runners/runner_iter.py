@@ -64,19 +64,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def check_training_run(run, cfg_path: str) -> int:
-    """The number of steps, after rejecting LAVIS run keys whose meaning differs here (each error names ours)."""
-    if run.max_epoch is not None:
-        raise ConfigError(f"{cfg_path}: run.max_epoch: runner_iter counts optimizer steps; set run.max_iters "
-                          "instead (LAVIS's max_epoch × iterations per epoch)")
-    if run.iters_per_inner_epoch is not None:
-        raise ConfigError(f"{cfg_path}: run.iters_per_inner_epoch: there are no inner epochs here; run.val_freq and "
-                          "run.save_freq count steps (LAVIS's val_freq × iters_per_inner_epoch)")
-    if run.amp:
-        raise ConfigError(f"{cfg_path}: run.amp: set run.precision instead: fp16 (LAVIS's amp: True, with a grad "
-                          "scaler) or bf16 (the default on CUDA)")
-    if run.train_dataset_ratios:
-        raise ConfigError(f"{cfg_path}: run.train_dataset_ratios: set each dataset's sample_ratio instead "
-                          "(datasets.<name>.sample_ratio multiplies its sqrt-size share, paper §2.4)")
+    """The number of steps (`run.max_iters`), checked with the other training-only values."""
     try:
         steps = max_iters_of(run)
     except ValueError as error:
@@ -231,10 +219,10 @@ class RunnerIter:
         train splits and this rank's sampler, the DDP wrapper, optimizer, schedule and grad scaler."""
         info, run = self.info, self.run
         seed_everything(run.seed)
-        model = setup.build_model(self.cfg, info.device, is_eval=False)
+        precision = run_precision(run.precision, info.device)  # decided once: model storage, autocast, validation
+        model = setup.build_model(self.cfg, info.device, precision, is_eval=False)
         mixture, sampler = balanced_mixture(self.build_datasets(model), seed=run.seed, rank=info.rank,
                                             world_size=info.world_size, num_samples=None)
-        precision = run_precision(run.precision, info.device)
         groups = model.optimizer_param_groups(run.weight_decay, run.lr_layer_decay)
         optimizer = optimizer_from_run(groups, run, info.device)
         return TrainingState(model=model, engine=self.wrap(model), precision=precision, mixture=mixture,
@@ -466,7 +454,7 @@ class RunnerIter:
         engine.eval()
         with gathered(model.llm):  # ranks validate uneven shares: no per-block collectives (run.fsdp)
             summaries = evaluator.evaluate_model(model, self.job_dir / "validation" / f"step_{progress.step}",
-                                                 self.info, splits=self.run.valid_splits)
+                                                 self.info, state.precision, splits=self.run.valid_splits)
         engine.train()
         by_split = {f"{s['dataset']}/{s['split']}": s for s in summaries}
         choice = self.best_choice

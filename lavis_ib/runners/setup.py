@@ -1,6 +1,7 @@
 """What both runners build from a validated `Config`, built one way: the model (from the model section `Config`
 already merged and checked, so the model's default YAML is read once per run, by `Config`), its precision, the
-image defaults its `preprocess` section gives the datasets, and each dataset's builder."""
+image defaults its `preprocess` section gives the datasets, and each dataset's builder. The precision is decided by
+the caller (`common.precision.run_precision`, once per run) and passed in."""
 
 from __future__ import annotations
 
@@ -10,21 +11,25 @@ import torch
 from omegaconf import OmegaConf
 
 from lavis_ib.common.config import Config
-from lavis_ib.common.precision import run_precision
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.processors import build_processors, model_vis_defaults
 
 
-def build_model(cfg: Config, device: torch.device, is_eval: bool):
-    """The run's model on `device` in the run's precision (`common.precision.run_precision`), with `model.checkpoint`
-    loaded and the frozen ViT's feature cache sized by `run.feature_cache_size` (repeated images skip the ViT)."""
+def build_model(cfg: Config, device: torch.device, precision: str, is_eval: bool):
+    """The run's model on `device`, its frozen parts in `precision` (the runner's one `run_precision` decision, which
+    its autocast uses too), with `model.checkpoint` loaded and the frozen ViT's feature cache sized by
+    `run.feature_cache_size` (repeated images skip the ViT). For training, 4-bit LLM weights stay in one layout
+    (`models.quantization.keep_4bit_weights_unpacked`)."""
     from lavis_ib.models import model_from_section  # the model package, only once the config is valid
+    from lavis_ib.models.quantization import keep_4bit_weights_unpacked
 
     model = model_from_section(OmegaConf.to_container(cfg.model_cfg, resolve=True), cfg.cfg_path, is_eval=is_eval,
-                               device=str(device), precision=run_precision(cfg.run.precision, device),
+                               device=str(device), precision=precision,
                                overridden=cfg.model_overrides)
     model.enable_feature_cache(cfg.run.feature_cache_size)
+    if not is_eval:
+        keep_4bit_weights_unpacked(model)  # a validation must not change how the later training steps compute
     return model
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from lavis_ib.app.checks import (DemoInputError, check_candidates, check_decoding, check_image, check_instruction,
                                  MAX_ASPECT, MIN_SIDE)
 from lavis_ib.models.blip2_vicuna_instruct import Blip2VicunaInstruct
-from lavis_ib.models.tokenizers import load_vicuna_tokenizer
+from lavis_ib.models.text.tokenizers import load_vicuna_tokenizer
 
 SIZE = 56
 

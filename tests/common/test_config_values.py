@@ -70,3 +70,16 @@ def test_a_lavis_run_key_that_would_mean_nothing_is_refused_with_what_to_do(tmp_
         where = "--options" if options else str(path)
         assert str(info.value).startswith(f"{where}: run.{key}: ") and remedy in str(info.value)
         assert str(info.value).endswith(f"delete run.{key}")
+
+
+@pytest.mark.parametrize("key, value, remedy", [
+    ("max_epoch", "3", "set run.max_iters instead"), ("iters_per_inner_epoch", "100", "run.save_freq count steps"),
+    ("amp", "true", "set run.precision instead: fp16"), ("amp", "false", "set run.precision instead: fp16"),
+    ("train_dataset_ratios", "{vqa: 2}", "set each dataset's sample_ratio instead")])
+def test_a_lavis_run_key_replaced_by_ours_is_refused_when_any_config_is_read(tmp_path, key, value, remedy):
+    """LAVIS's schedule and precision keys are refused when the config is read, evaluation configs too (they were
+    refused only when training started), naming the key that replaces each."""
+    with pytest.raises(ConfigError) as info:
+        Config(project(tmp_path, run=f"  {key}: {value}\n"))
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path}") and f": run.{key}: " in message and remedy in message

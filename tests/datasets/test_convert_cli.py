@@ -127,16 +127,16 @@ def test_console_scripts_resolve_to_the_cli_mains():
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name.startswith("lavis-ib-")}
     assert {name: ep.value for name, ep in scripts.items()} == {
         "lavis-ib-convert-data": "lavis_ib.datasets.convert:main",
-        "lavis-ib-convert-weights": "lavis_ib.models.convert_cli:main",
+        "lavis-ib-convert-weights": "lavis_ib.models.weights.convert_cli:main",
     }
     assert scripts["lavis-ib-convert-data"].load() is main
-    from lavis_ib.models import convert_cli
+    from lavis_ib.models.weights import convert_cli
 
     assert scripts["lavis-ib-convert-weights"].load() is convert_cli.main
 
 
 def test_weights_cli_usage_errors_exit_2_and_help_exits_0(capsys):
-    from lavis_ib.models.convert_cli import main as weights_main
+    from lavis_ib.models.weights.convert_cli import main as weights_main
 
     with pytest.raises(SystemExit) as help_exit:
         weights_main(["--help"])
@@ -147,7 +147,7 @@ def test_weights_cli_usage_errors_exit_2_and_help_exits_0(capsys):
 
 
 def test_weights_cli_runs_as_a_module_without_a_runpy_warning():
-    done = subprocess.run([sys.executable, "-m", "lavis_ib.models.convert_cli", "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "lavis_ib.models.weights.convert_cli", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "usage: lavis-ib-convert-weights" in done.stdout
     assert "RuntimeWarning" not in done.stderr

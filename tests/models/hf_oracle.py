@@ -15,7 +15,7 @@ from transformers import (
     InstructBlipVideoForConditionalGeneration,
 )
 
-from lavis_ib.models.tokenizers import (
+from lavis_ib.models.text.tokenizers import (
     load_opt_tokenizer,
     load_qformer_tokenizer,
     load_t5_tokenizer,

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from lavis_ib import load_model
 from lavis_ib.common.io import FileFormatError
-from lavis_ib.models.checkpoint import UnsafeCheckpointError, read_state_dict
+from lavis_ib.models.weights.loading import UnsafeCheckpointError, read_state_dict
 from tests.models import hf_oracle
 from tests.models.test_weights import Payload
 

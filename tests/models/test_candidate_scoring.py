@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from lavis_ib import load_model
-from lavis_ib.models import candidate_scoring
-from lavis_ib.models.candidate_scoring import PackedCandidates, plan_chunks, trie_chunks
-from lavis_ib.models.text_batching import IGNORE, pad_rows
+from lavis_ib.models.inference import candidate_scoring
+from lavis_ib.models.inference.candidate_scoring import PackedCandidates, plan_chunks, trie_chunks
+from lavis_ib.models.text.batching import IGNORE, pad_rows
 
 ARCHS = {"vicuna": "blip2_vicuna_instruct", "t5": "blip2_t5_instruct", "opt": "blip2_opt"}
 # 1 to ~12 tokens; several share leading tokens ("a cat ...", "the red ...", "two blue squares ...")

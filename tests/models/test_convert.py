@@ -1,4 +1,5 @@
-"""Tests for lavis_ib.models.convert: HF <-> LAVIS state-dict renaming and config mapping, on tiny random HF models."""
+"""Tests for lavis_ib.models.weights.convert: HF <-> LAVIS state-dict renaming and config mapping, on tiny random HF
+models."""
 
 from __future__ import annotations
 
@@ -24,12 +25,11 @@ from transformers import (
     T5Config,
 )
 
-from lavis_ib.models.convert import (
+from lavis_ib.models.weights.convert import (
     ARCH_LLM,
     ARCH_PROJ,
     fill_tied_weights,
     hf_config_from_model_cfg,
-    hf_qformer_has_text,
     hf_to_lavis_state_dict,
     lavis_to_hf_state_dict,
     llm_tied_weights_keys,
@@ -286,7 +286,7 @@ def test_config_round_trip_keeps_sizes(name: str, as_dict: bool) -> None:
     assert rebuilt.num_query_tokens == config.num_query_tokens
     assert rebuilt.image_token_index == getattr(config, "image_token_index", None)
     assert cfg.get("hf_video_token_index") == getattr(config, "video_token_index", None)
-    assert hf_qformer_has_text(arch, cfg) == (name != "blip2_opt")
+    assert cfg["qformer_text_input"] == (name != "blip2_opt")  # the HF Q-Former carries the text FFN
 
 
 def test_model_cfg_fields() -> None:

@@ -1,6 +1,6 @@
-"""`python -m lavis_ib.models.convert_cli` (console script `lavis-ib-convert-weights`) renames weight files both ways
-without changing a tensor, and never destroys an existing file: no overwrite unasked, never the input, a temporary
-file renamed into place, normal permissions."""
+"""`python -m lavis_ib.models.weights.convert_cli` (console script `lavis-ib-convert-weights`) renames weight files
+both ways without changing a tensor, and never destroys an existing file: no overwrite unasked, never the input, a
+temporary file renamed into place, normal permissions."""
 
 import os
 import stat
@@ -13,16 +13,16 @@ import torch
 from safetensors.torch import load_file
 
 from lavis_ib import load_model
-from lavis_ib.models import convert_cli
-from lavis_ib.models.checkpoint import read_state_dict
-from lavis_ib.models.convert_cli import main
+from lavis_ib.models.weights import convert_cli
+from lavis_ib.models.weights.loading import read_state_dict
+from lavis_ib.models.weights.convert_cli import main
 
 
 def test_convert_cli_round_trip(tmp_path):
     model = load_model("blip2_vicuna_instruct", "tiny")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     torch.save({"model": state}, tmp_path / "lavis.pth")
-    run = lambda *args: subprocess.run([sys.executable, "-m", "lavis_ib.models.convert_cli", *map(str, args)],
+    run = lambda *args: subprocess.run([sys.executable, "-m", "lavis_ib.models.weights.convert_cli", *map(str, args)],
                                        check=True, capture_output=True, text=True)
     out = run(tmp_path / "lavis.pth", tmp_path / "hf.safetensors", "--arch", "blip2_vicuna_instruct", "--to", "hf")
     assert "hf names" in out.stdout

@@ -16,7 +16,7 @@ from lavis_ib.cli import run as cli_run
 from lavis_ib.common.registry import registry
 from lavis_ib.datasets.builders.dataset import ItemMaker
 from lavis_ib.datasets.records import read_jsonl, write_jsonl
-from lavis_ib.models.feature_cache import FeatureCache, frame_keys
+from lavis_ib.models.inference.feature_cache import FeatureCache, frame_keys
 from tests.tasks.fixtures import write_eval_fixture
 
 ARCHS = ("blip2_vicuna_instruct", "blip2_t5_instruct")

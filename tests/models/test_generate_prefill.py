@@ -13,7 +13,7 @@ import torch
 from transformers import DynamicCache
 
 from lavis_ib import load_model
-from lavis_ib.models.generation_cache import SharedPrefixLayer, expand_prefix_cache
+from lavis_ib.models.inference.generation_cache import SharedPrefixLayer, expand_prefix_cache
 
 ARCHS = {"vicuna": "blip2_vicuna_instruct", "opt": "blip2_opt"}
 PROMPTS = ["What is shown?", "Describe the colours of every shape in this picture in detail, please.", "Where?"]

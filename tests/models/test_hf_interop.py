@@ -12,8 +12,8 @@ from torch import nn
 from transformers import InstructBlipForConditionalGeneration
 
 from lavis_ib import load_model
-from lavis_ib.models.hf_interop import with_checkpoint_tying
-from lavis_ib.models.tokenizers import TokenizerError, load_vicuna_tokenizer, tiny_tokenizer_dir
+from lavis_ib.models.weights.hf_interop import with_checkpoint_tying
+from lavis_ib.models.text.tokenizers import TokenizerError, load_vicuna_tokenizer, tiny_tokenizer_dir
 from tests.models import hf_oracle
 
 ARCH = {"vicuna": "blip2_vicuna_instruct", "t5": "blip2_t5_instruct", "opt": "blip2_opt"}

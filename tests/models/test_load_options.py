@@ -3,9 +3,13 @@ nested or dotted, and keyword arguments), validated like `--options`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from omegaconf import OmegaConf
 
 from lavis_ib import load_model, load_model_and_preprocess
+from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.models.base import nest_options
 
@@ -53,3 +57,14 @@ def test_processors_follow_an_overridden_image_size():
     from PIL import Image
 
     assert tuple(vis["eval"](Image.new("RGB", (64, 48))).shape) == (3, 28, 28)
+
+
+def test_load_model_and_preprocess_reads_the_default_yaml_once(monkeypatch):
+    """The model section and the processors come from one read of the model type's default YAML."""
+    read = []
+    load = OmegaConf.load
+    monkeypatch.setattr(OmegaConf, "load",
+                        lambda path, *a, **k: read.append(Path(path).resolve()) or load(path, *a, **k))
+    model, vis, _ = load_model_and_preprocess(NAME, "tiny", is_eval=True, image_size=28)
+    assert model.cfg.image_size == 28 and set(vis) == {"train", "eval"}
+    assert read.count(registry.get_model_class(NAME).default_config_path("tiny").resolve()) == 1

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from lavis_ib.common.io import HubUnavailableError, WeightNotFoundError
-from lavis_ib.models.tokenizers import load_qformer_tokenizer, tiny_tokenizer_dir
+from lavis_ib.models.text.tokenizers import load_qformer_tokenizer, tiny_tokenizer_dir
 
 SCRIPT = """
 import json, sys, time

@@ -1,4 +1,4 @@
-"""Prompt assembly (`lavis_ib.models.prompts`) and the prompt-facing inference API on the tiny models."""
+"""Prompt assembly (`lavis_ib.models.text.prompts`) and the prompt-facing inference API on the tiny models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lavis_ib import load_model
-from lavis_ib.models.prompts import class_prompts, fill_ocr, join_ocr_tokens, vqa_prompt, with_class_prefixes
+from lavis_ib.models.text.prompts import class_prompts, fill_ocr, join_ocr_tokens, vqa_prompt, with_class_prefixes
 
 OCR = [f"t{i}" for i in range(35)]
 GREEDY = dict(num_beams=1, max_length=4, min_length=1, repetition_penalty=1.0)

@@ -154,3 +154,28 @@ def test_training_through_a_quantized_llm_moves_the_q_former_only(quantized):
     assert losses[-1] < 0.8 * losses[0], losses
     after = model.llm.state_dict()
     assert all(torch.equal(frozen[k], after[k]) for k in frozen)
+
+
+def test_training_keeps_4bit_weights_in_the_layout_an_eval_pass_would_repack():
+    """bitsandbytes repacks a 4-bit weight for its AVX512-BF16 CPU kernel on the first eval-mode no-grad forward and
+    keeps it so in training; after `keep_4bit_weights_unpacked` (what the runner does for training) the weight and
+    the training forward are bitwise those of a layer that never ran in eval mode."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    from lavis_ib.models.quantization import keep_4bit_weights_unpacked
+
+    torch.manual_seed(0)
+    weight, x = torch.randn(32, 64), torch.randn(3, 64)
+    untouched, kept, repacked = (bnb.nn.Linear4bit(64, 32, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+                                 for _ in range(3))
+    for module in (untouched, kept, repacked):
+        module.weight = bnb.nn.Params4bit(weight.clone(), requires_grad=False, quant_type="nf4")._quantize("cpu")
+    assert keep_4bit_weights_unpacked(nn.Sequential(kept, nn.Linear(2, 2))) == 1
+    reference = untouched(x)
+    for module in (kept, repacked):
+        with torch.no_grad():
+            module.eval()(x)
+        module.train()
+    assert not getattr(kept.weight.quant_state, "packing_format_for_cpu", False)
+    assert torch.equal(kept.weight.data, untouched.weight.data) and torch.equal(kept(x), reference)
+    assert getattr(repacked.weight.quant_state, "packing_format_for_cpu", False) == has_avx512bf16()

@@ -1,4 +1,4 @@
-"""Tests for the tiny tokenizer assets, their generator and the loaders in `lavis_ib.models.tokenizers`."""
+"""Tests for the tiny tokenizer assets, their generator and the loaders in `lavis_ib.models.text.tokenizers`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import sentencepiece as spm
 from transformers import LlamaTokenizer
 
-from lavis_ib.models.tokenizers import (
+from lavis_ib.models.text.tokenizers import (
     TINY_TOKENIZER_KINDS,
     TINY_TOKENIZERS_ROOT,
     encode,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lavis_ib import load_model
-from lavis_ib.models.text_batching import IGNORE
+from lavis_ib.models.text.batching import IGNORE
 from tests.models import hf_oracle
 
 ARCH = {"vicuna": "blip2_vicuna_instruct", "t5": "blip2_t5_instruct", "opt": "blip2_opt"}

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 import lavis_ib
 from lavis_ib.common.io import WeightNotFoundError
-from lavis_ib.models.checkpoint import read_state_dict
+from lavis_ib.models.weights.loading import read_state_dict
 
 ARCH, TYPE = "blip2_vicuna_instruct", "tiny"
 LAVIS_ONLY_BUFFER = "Qformer.bert.embeddings.position_ids"

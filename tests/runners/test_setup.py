@@ -14,9 +14,11 @@ from omegaconf import OmegaConf
 import lavis_ib.models
 from lavis_ib.cli import load_runner
 from lavis_ib.common.config import Config
-from lavis_ib.common.precision import autocast
+from lavis_ib.common.registry import registry
+from lavis_ib.common.precision import autocast, run_precision
 from lavis_ib.common.schema import ConfigError
-from lavis_ib.runners import setup
+from lavis_ib.runners import evaluator as evaluator_module
+from lavis_ib.runners import runner_iter, setup
 from lavis_ib.runners.evaluator import Evaluator
 from tests.runners.train_fixtures import write_train_config
 
@@ -35,7 +37,8 @@ def test_a_training_run_with_validation_reads_the_model_default_config_once(cach
     path = write_train_config(tmp_path / "train.yaml", tmp_path / "out", datasets=("synthetic_vqa",), max_iters=1, warmup_steps=0,
                               save_freq=0, valid_splits=["val"], val_freq=1, val_limit=2)
     runner = load_runner("train", ["--cfg-path", str(path), "--options", "run.job_id=once"])
-    default = runner.cfg.model_default_path.resolve()
+    model = runner.cfg.model_cfg
+    default = registry.get_model_class(model.arch).default_config_path(model.model_type).resolve()
     summary = runner.train()
     assert summary["step"] == 1 and len(summary["history"]) == 1  # trained and validated
     assert read.count(default) == 1, [str(p) for p in read]
@@ -46,37 +49,45 @@ def test_a_training_run_with_validation_reads_the_model_default_config_once(cach
     assert read.count(default) == 1
 
 
-@pytest.fixture
-def built(monkeypatch):
-    """`setup.build_model` with the model construction replaced by a recorder of the precision it is asked for."""
-    asked = []
-
-    def record(section, source, is_eval=False, device="cpu", precision=None, overridden=()):
-        asked.append((is_eval, device, precision))
-        return SimpleNamespace(enable_feature_cache=lambda size: None)
-
-    monkeypatch.setattr(lavis_ib.models, "model_from_section", record)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    return asked
-
-
 @pytest.mark.parametrize("configured, cpu, cuda", [(None, "fp32", "bf16"), ("fp16", "fp16", "fp16"),
                                                    ("bf16", "bf16", "bf16"), ("fp32", "fp32", "fp32")])
-def test_training_and_evaluation_take_the_same_precision_for_a_device(built, tmp_path, configured, cpu, cuda):
-    """The precision table of docs/training.md: `run.precision` (null: bf16 on CUDA, fp32 on CPU) stores the frozen
-    parts and autocasts the forward alike in train.py, its validation and evaluate.py."""
-    path = write_train_config(tmp_path / "train.yaml", tmp_path / "out", precision=configured)
-    cfg = Config(path)
-    for device, expected in ((torch.device("cpu"), cpu), (CUDA, cuda)):
-        for is_eval in (False, True):
-            setup.build_model(cfg, device, is_eval=is_eval)
-        assert built[-2:] == [(False, str(device), expected), (True, str(device), expected)]
-        evaluation = Evaluator.autocast(SimpleNamespace(run=cfg.run, info=SimpleNamespace(device=device)))
-        training = autocast(expected, device)
-        assert type(evaluation) is type(training)
-        if expected != "fp32":
-            assert evaluation.fast_dtype == training.fast_dtype == getattr(torch, {"fp16": "float16",
-                                                                                   "bf16": "bfloat16"}[expected])
+def test_the_precision_table(monkeypatch, configured, cpu, cuda):
+    """The precision table of docs/training.md: `run.precision` (null: bf16 on CUDA, fp32 on CPU), the one decision
+    both runners make."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert run_precision(configured, torch.device("cpu")) == cpu
+    assert run_precision(configured, CUDA) == cuda
+
+
+def test_each_runner_decides_precision_once_and_builds_and_autocasts_in_it(cache, tmp_path, monkeypatch):
+    """train.py (with validation) and evaluate.py each call `run_precision` once; the model is stored in what it
+    returns and every forward pass, training and validation alike, autocasts to it. The decision is replaced by one
+    that says bf16 (as on CUDA) to tell it from CPU's fp32 default; the run then really trains in bf16 on CPU."""
+    decided, built, opened = [], [], []
+
+    def decide(requested, device):
+        decided.append((requested, str(device)))
+        return "bf16"
+
+    def record_autocast(precision, device):
+        opened.append(precision)
+        return autocast(precision, device)
+
+    build = lavis_ib.models.model_from_section
+    monkeypatch.setattr(lavis_ib.models, "model_from_section",
+                        lambda *args, **kwargs: built.append(kwargs["precision"]) or build(*args, **kwargs))
+    for module in (runner_iter, evaluator_module):
+        monkeypatch.setattr(module, "run_precision", decide)
+        monkeypatch.setattr(module, "autocast", record_autocast)
+    path = write_train_config(tmp_path / "train.yaml", tmp_path / "out", datasets=("synthetic_vqa",), max_iters=1,
+                              warmup_steps=0, save_freq=0, valid_splits=["val"], val_freq=1, val_limit=2)
+    summary = load_runner("train", ["--cfg-path", str(path), "--options", "run.job_id=precision"]).train()
+    assert summary["step"] == 1 and len(summary["history"]) == 1
+    assert decided == [(None, "cpu")] and built == ["bf16"]
+    assert opened[0] == "bf16" and set(opened) == {"bf16"} and len(opened) >= 2  # the train step, then validation
+    decided.clear(), built.clear(), opened.clear()
+    assert Evaluator(Config(path, ["run.job_id=eval"]), limit=2).evaluate()[0]["num_scored"] == 2
+    assert decided == [(None, "cpu")] and built == ["bf16"] and set(opened) == {"bf16"} and opened
 
 
 def test_a_project_preprocess_section_gives_the_datasets_their_image_defaults(tmp_path):

@@ -147,7 +147,7 @@ class ScriptedEvaluator:
     def __init__(self, *validations: dict):
         self.validations = list(validations)
 
-    def evaluate_model(self, model, output_root, info, splits=None) -> list[dict]:
+    def evaluate_model(self, model, output_root, info, precision, splits=None) -> list[dict]:
         summaries = []
         for key, value in self.validations.pop(0).items():
             dataset, split = key.split("/")
@@ -176,7 +176,7 @@ def test_the_best_checkpoint_is_chosen_by_one_split_and_an_undefined_score_is_ne
     runner.log = TrainLog(tmp_path, tensorboard=False)
     evaluator, progress = ScriptedEvaluator(*VALIDATIONS), Progress()
     state = SimpleNamespace(model=SimpleNamespace(llm=torch.nn.Linear(1, 1)), engine=torch.nn.Linear(1, 1),
-                            progress=progress)  # the parts of a TrainingState that validation uses
+                            precision="fp32", progress=progress)  # the parts of a TrainingState validation uses
     chosen = []
     for step in range(1, len(VALIDATIONS) + 1):
         progress.step = step

@@ -380,7 +380,7 @@ def test_visdial_ranks_follow_the_scores(vicuna):
     evaluator = Evaluator(cfg, datasets=["visdial"])
     evaluator.output_root = vicuna.root
     torch.manual_seed(cfg.run.seed)  # the evaluator seeds the same way before building the model
-    model = setup.build_model(cfg, torch.device("cpu"), is_eval=True)
+    model = setup.build_model(cfg, torch.device("cpu"), "fp32", is_eval=True)
     (plan,) = evaluator.plans("visdial", model)
     batch = next(iter(DataLoader(plan.dataset, batch_size=cfg.run.batch_size_eval,
                                  collate_fn=model.collator("score"))))

@@ -19,7 +19,8 @@ from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets.builders.schema import Decoding, EvalProtocol
 from lavis_ib.metrics import (Undefined, aokvqa_accuracy, caption_metrics, exact_match, ivqa_accuracy,
                               ranking_metrics, vqa_accuracy)
-from lavis_ib.models.blip2 import Blip2Base, CandidateScores
+from lavis_ib.models.blip2 import Blip2Base
+from lavis_ib.models.inference.candidate_scoring import CandidateScores
 from lavis_ib.runners.predictions import PredictionStore
 from lavis_ib.runners.results import render_markdown, result_row
 from lavis_ib.tasks.dialog import option_ranks

@@ -21,6 +21,19 @@ MAX_CHUNK_TOKENS = 512  # packed tokens per LLM call: beyond this, the masked-ou
 LOGITS_ELEMENTS = 2**25  # bound on a chunk's `tokens x vocabulary` logits (128 MB in fp32)
 
 
+@dataclass
+class CandidateScores:
+    """Per-candidate log-likelihoods of each sample: the sum over candidate tokens and the per-token mean."""
+
+    sum: list[torch.Tensor]
+    mean: list[torch.Tensor]
+    num_tokens: list[torch.Tensor]
+
+    def stacked(self, which: str = "sum") -> torch.Tensor:
+        """`[B, C]` when every sample has the same number of candidates."""
+        return torch.stack(getattr(self, which))
+
+
 def chunk_token_budget(vocab_size: int) -> int:
     """Tokens one chunk may hold: `MAX_CHUNK_TOKENS`, fewer when its logits would exceed `LOGITS_ELEMENTS`."""
     return max(1, min(MAX_CHUNK_TOKENS, LOGITS_ELEMENTS // vocab_size))

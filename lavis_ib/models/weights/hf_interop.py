@@ -12,7 +12,7 @@ import contextlib
 import copy
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -21,8 +21,9 @@ from safetensors.torch import save_file
 from lavis_ib.common.io import FileFormatError, WeightMismatchError, atomic_write_path, read_json
 from lavis_ib.common.registry import registry
 from lavis_ib.common.schema import ConfigError
-from lavis_ib.models.checkpoint import load_state_dict_into, read_state_dict
-from lavis_ib.models.convert import (
+from lavis_ib.models.base import BaseModel
+from lavis_ib.models.weights.loading import load_state_dict_into, read_state_dict
+from lavis_ib.models.weights.convert import (
     fill_tied_weights,
     hf_config_from_model_cfg,
     hf_to_lavis_state_dict,
@@ -30,11 +31,8 @@ from lavis_ib.models.convert import (
     llm_tied_weights_keys,
     model_cfg_from_hf_config,
 )
-from lavis_ib.models.tokenizers import TOKENIZER_FILES, has_tokenizer_files
+from lavis_ib.models.text.tokenizers import TOKENIZER_FILES, has_tokenizer_files
 from lavis_ib.processors.image import IMAGE_MEAN, IMAGE_STD
-
-if TYPE_CHECKING:
-    from lavis_ib.models.blip2 import Blip2Base
 
 IMAGE_TOKEN = "<image>"
 
@@ -63,7 +61,7 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def load_hf_directory(model_cls, section: Mapping, directory, device: str = "cpu", precision: str | None = None,
-                      overridden: Iterable[str] = ()) -> "Blip2Base":
+                      overridden: Iterable[str] = ()) -> BaseModel:
     """Build `model_cls` from an HF directory's config.json and load all of its weights (strictly).
 
     Non-architectural settings (prompt, text lengths, precision) come from the merged model `section`; `overridden`
@@ -81,7 +79,7 @@ def load_hf_directory(model_cls, section: Mapping, directory, device: str = "cpu
 
 def model_from_hf(model_cls, section: Mapping, hf_config, hf_state: dict[str, torch.Tensor], tokenizer_dir,
                   source: str, device: str | None = None, precision: str | None = None,
-                  policy_device: str = "cpu", overridden: Iterable[str] = ()) -> "Blip2Base":
+                  policy_device: str = "cpu", overridden: Iterable[str] = ()) -> BaseModel:
     """Build `model_cls` sized by an HF config (object or config.json dict) and load an HF state dict into it.
 
     `tokenizer_dir` holds the LLM tokenizer (and `qformer_tokenizer/` for InstructBLIP), as an HF directory does;
@@ -163,7 +161,7 @@ def preprocess_for_image_size(preprocess, image_size: int):
     return preprocess
 
 
-def export_hf(model: "Blip2Base", directory) -> Path:
+def export_hf(model: BaseModel, directory) -> Path:
     """Write `model` as an HF directory loadable by `InstructBlipForConditionalGeneration` / `Blip2ForConditional
     Generation` and `InstructBlipProcessor` / `Blip2Processor`; logits over the original vocabulary are unchanged.
 
@@ -209,7 +207,7 @@ def export_hf(model: "Blip2Base", directory) -> Path:
     return directory
 
 
-def check_exportable(model: "Blip2Base") -> None:
+def check_exportable(model: BaseModel) -> None:
     """An HF directory holds the LLM's full-precision weights: a quantized or device-mapped LLM cannot give them."""
     how = "load the same checkpoint without {key}, then export (LoRA adapters are merged on export)"
     if model.cfg.quantization:

@@ -266,11 +266,6 @@ def fill_tied_weights(state_dict: Mapping[str, torch.Tensor], tied: Mapping[str,
     return out
 
 
-def hf_qformer_has_text(arch: str, cfg: Mapping[str, Any]) -> bool:
-    """Whether the HF Q-Former of `arch` carries the text FFN (InstructBLIP always; BLIP-2 per its config flag)."""
-    return _family(arch) == "instructblip" or bool(cfg.get("qformer_text_input", False))
-
-
 def _as_hf_config(hf_config: PretrainedConfig | Mapping[str, Any]) -> PretrainedConfig:
     """Accept a config object or a config.json dict (dispatched on its `model_type`)."""
     if isinstance(hf_config, PretrainedConfig):

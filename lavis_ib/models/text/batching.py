@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from lavis_ib.models.tokenizers import encode
+from lavis_ib.models.text.tokenizers import encode
 
 IGNORE = -100
 

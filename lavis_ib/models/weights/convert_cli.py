@@ -1,4 +1,4 @@
-"""`lavis-ib-convert-weights` (or `python -m lavis_ib.models.convert_cli`): rename a weight file between
+"""`lavis-ib-convert-weights` (or `python -m lavis_ib.models.weights.convert_cli`): rename a weight file between
 LAVIS/lavis_ib and HF transformers key names.
 
 Reads a LAVIS `.pth` (plain or `{"model": ...}`) or a `.safetensors` file and writes `.safetensors` (or `.pth`)
@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import save_file
 
 from lavis_ib.common.io import atomic_write_path
-from lavis_ib.models.checkpoint import read_state_dict
-from lavis_ib.models.convert import ARCH_PROJ, hf_to_lavis_state_dict, lavis_to_hf_state_dict
+from lavis_ib.models.weights.loading import read_state_dict
+from lavis_ib.models.weights.convert import ARCH_PROJ, hf_to_lavis_state_dict, lavis_to_hf_state_dict
 
 
 def check_destination(parser: argparse.ArgumentParser, src: Path, dst: Path, overwrite: bool) -> None:

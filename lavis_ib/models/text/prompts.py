@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from lavis_ib.common.text_format import join_ocr_tokens, render_choices
-from lavis_ib.models.inputs import check_texts
+from lavis_ib.models.text.inputs import check_texts
 
 
 def batch_prompts(prompt: str | Sequence[str], batch_size: int | None, key: str = "prompt") -> list[str]:
