@@ -5,6 +5,7 @@ from setuptools import find_packages, setup
 QUANT = ["bitsandbytes>=0.50.2", "accelerate>=1.15.0"]
 LORA = ["peft>=0.21.2"]
 DEMO = ["gradio>=6.31.0"]
+REMOTE = ["aiohttp>=3.14.3"]
 
 setup(
     name="lavis_ib",
@@ -32,18 +33,21 @@ setup(
         "tensorboard>=2.21.0",  # training logs (torch.utils.tensorboard writes the event files)
         "av>=18.1.0",
         "webdataset>=1.0.2",
+        "fsspec>=2026.9.0",  # shard sets read from object stores and web servers (s3://, gs://, hf://, https://)
         "pycocoevalcap>=1.2",
     ],
     # quant: bitsandbytes quantizes the frozen LLM as transformers loads it, accelerate places it (model.quantization,
-    # model.device_map); lora: peft's adapters (model.lora); demo: the page of `python run_demo.py`. dev: everything,
-    # plus the test tools (sklearn: the ROC-AUC oracle; PyYAML: tests write configs; selenium drives Chromium in the
+    # model.device_map); lora: peft's adapters (model.lora); demo: the page of `python run_demo.py`; remote: aiohttp,
+    # fsspec's client for http(s):// shard sets (s3:// and gs:// need s3fs / gcsfs, which a user of those stores
+    # installs). dev: everything, plus the test tools (sklearn: the ROC-AUC oracle; PyYAML: tests write configs; selenium drives Chromium in the
     # demo page's browser tests; 4.51, as 4.52 needs a certifi release the package index does not have yet).
     extras_require={
         "quant": QUANT,
         "lora": LORA,
         "demo": DEMO,
-        "dev": [*QUANT, *LORA, *DEMO, "pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1", "PyYAML>=6.0.4",
-                "selenium>=4.51.0"],
+        "remote": REMOTE,
+        "dev": [*QUANT, *LORA, *DEMO, *REMOTE, "pytest>=9.2.0", "pytest-timeout>=2.4.0", "scikit-learn>=1.9.1",
+                "PyYAML>=6.0.4", "selenium>=4.51.0"],
     },
     entry_points={
         "console_scripts": [

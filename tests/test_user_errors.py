@@ -22,6 +22,8 @@ from tests.runners.train_fixtures import ROOT, build_small_world, environment, l
 NOT_USER_ERRORS = {
     "lavis_ib.runners.runner_iter.TrainingDiverged": "a run that failed (exit 1, with the last good checkpoint)",
     "lavis_ib.metrics.undefined.UndefinedMetricError": "caught by the tasks: the metric is reported as null",
+    "lavis_ib.common.remote.IncompleteRead": "one failed try of a remote read: tried again, then a RemoteReadError",
+    "lavis_ib.common.remote.PipeCommandError": "one failed try of a pipe: read: tried again, then a RemoteReadError",
 }
 """Error classes of the library that are not about bad input, each with why."""
 

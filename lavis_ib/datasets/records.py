@@ -8,11 +8,15 @@ line (or shard and key) of a bad one; a line that is not UTF-8 names its byte of
 
 A webdataset shard set `<prefix>-NNNNNN.tar` is published with a manifest `<prefix>.manifest.json` (shard names,
 record counts, sizes, sha256) written last: readers refuse a set without one (a conversion that never finished), with
-shards it does not list (stale ones) or missing, or whose size, checksum or record count differs.
+shards it does not list (stale ones) or missing, or whose size, checksum or record count differs. A set can also be
+read from an object store or web server (`s3://`, `gs://`, `hf://`, `https://`, any fsspec URL) or through a `pipe:`
+command (`locations`): there the manifest's list of shards replaces listing the folder, and each shard is fetched
+whole, with bounded retries, and checked before any of its records is used (`common.remote`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -21,14 +25,16 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from lavis_ib.common.errors import UserError
 from lavis_ib.common.io import atomic_write_path, file_sha256
 from lavis_ib.common.registry import closest_match
+from lavis_ib.common.remote import fetch
 from lavis_ib.datasets.encoding import decode_utf8
+from lavis_ib.datasets.locations import Location, ShardURL, as_location
 
 _STR = (str,)
 _ID = (str, int)
@@ -198,18 +204,19 @@ class ShardSetError(UserError, ValueError):
     """A webdataset shard set that was not published whole: no manifest, or shards that disagree with it."""
 
 
-def shard_prefix(location: str | os.PathLike) -> Path:
+def shard_prefix(location: str | os.PathLike | ShardURL) -> Location:
     """The prefix of the shard set a shard (`train-000003.tar`) or pattern (`train-*.tar`) belongs to: `train`."""
-    location = Path(location)
+    location = as_location(location)
     match = re.fullmatch(r"(.+)-[^-]+\.tar", location.name)
     if match is None or any(c in match.group(1) for c in "*?[{"):
         raise ShardSetError(f"{location}: not a shard name or pattern of the form <prefix>-NNNNNN.tar / <prefix>-*.tar")
-    return location.parent / match.group(1)
+    return location.with_name(match.group(1))
 
 
-def manifest_path(prefix: str | os.PathLike) -> Path:
-    """The manifest of shard set `prefix`: `<prefix>.manifest.json`."""
-    return Path(f"{prefix}{MANIFEST_SUFFIX}")
+def manifest_path(prefix: str | os.PathLike | ShardURL) -> Location:
+    """The manifest of shard set `prefix`: `<prefix>.manifest.json` (for `pipe:`, the command naming that file)."""
+    prefix = as_location(prefix)
+    return prefix.with_name(prefix.name + MANIFEST_SUFFIX)
 
 
 def shard_files(prefix: Path) -> list[Path]:
@@ -226,18 +233,18 @@ def glob_escape(name: str) -> str:
 class ShardSet:
     """A published shard set: its prefix and the manifest's entries (`name`, `records`, `bytes`, `sha256`)."""
 
-    prefix: Path
+    prefix: Location
     shards: tuple[dict, ...]
 
     @property
-    def paths(self) -> list[Path]:
-        return [self.prefix.parent / entry["name"] for entry in self.shards]
+    def paths(self) -> list[Location]:
+        return [self.prefix.with_name(entry["name"]) for entry in self.shards]
 
     @property
     def records(self) -> int:
         return sum(entry["records"] for entry in self.shards)
 
-    def entry(self, path: Path) -> dict:
+    def entry(self, path: Location) -> dict:
         """The manifest entry of shard `path`; a shard the manifest does not list is a `ShardSetError`."""
         for entry in self.shards:
             if entry["name"] == path.name:
@@ -245,24 +252,22 @@ class ShardSet:
         raise ShardSetError(f"{path.parent}: shard {path.name} is not listed in {manifest_path(self.prefix).name}")
 
 
-def load_shard_set(location: str | os.PathLike) -> ShardSet:
+def load_shard_set(location: str | os.PathLike | ShardURL) -> ShardSet:
     """The shard set of a shard or pattern, checked against its manifest: present, complete, nothing stale, sizes.
 
-    Checksums are verified per shard as it is read (`iter_shards`), so opening a large set stays cheap.
+    Checksums are verified per shard as it is read (`iter_shards`), so opening a large set stays cheap. A remote set
+    (a `ShardURL`) is its manifest: a store cannot always be listed (HTTP), so sizes are checked as shards are read.
     """
     prefix = shard_prefix(location)
+    if isinstance(prefix, ShardURL):
+        return _remote_shard_set(prefix)
     manifest, present = manifest_path(prefix), {path.name: path for path in shard_files(prefix)}
     folder = f"{prefix.parent}: shard set {prefix.name!r}"
     if not manifest.is_file():
         raise ShardSetError(f"{folder} has no manifest {manifest.name} ({len(present)} shard files found): it was "
                             f"not published by a finished conversion; convert it again (with --overwrite)")
-    try:
-        content = json.loads(manifest.read_text(encoding="utf-8"))
-        shards = tuple(content["shards"])
-        listed = [entry["name"] for entry in shards]
-        assert content["format"] == MANIFEST_FORMAT and content["records"] == sum(e["records"] for e in shards)
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise ShardSetError(f"{folder}: {manifest.name} is not a valid {MANIFEST_FORMAT} manifest") from None
+    shards = _parse_manifest(manifest.read_bytes(), folder, manifest.name)
+    listed = [entry["name"] for entry in shards]
     problems = [f"missing shard {name}" for name in listed if name not in present]
     problems += [f"{name} is not in the manifest (stale, or from another conversion)" for name in present
                  if name not in listed]
@@ -274,11 +279,37 @@ def load_shard_set(location: str | os.PathLike) -> ShardSet:
     return ShardSet(prefix, shards)
 
 
-def verify_shards(paths: Iterable[str | os.PathLike]) -> dict[Path, dict]:
+def _remote_shard_set(prefix: ShardURL) -> ShardSet:
+    """The set whose manifest is read from `prefix`'s store (`fetch`, with its retries)."""
+    manifest = manifest_path(prefix)
+    folder = f"{prefix.parent}: shard set {prefix.name!r}"
+    try:
+        fetched = fetch(str(manifest), prefix.retry)
+    except FileNotFoundError:
+        raise ShardSetError(f"{folder} has no manifest {manifest.name} at {manifest}: it was not published by a "
+                            f"finished conversion, or the location is wrong (a remote set is found through its "
+                            f"manifest, never by listing)") from None
+    with fetched.file:
+        return ShardSet(prefix, _parse_manifest(fetched.file.read(), folder, manifest.name))
+
+
+def _parse_manifest(content: bytes, folder: str, name: str) -> tuple[dict, ...]:
+    """The shard entries of a manifest's bytes; anything but a consistent `MANIFEST_FORMAT` manifest is an error."""
+    try:
+        manifest = json.loads(content)
+        shards = tuple(manifest["shards"])
+        assert all(isinstance(entry["name"], str) and "/" not in entry["name"] for entry in shards)  # file names
+        assert manifest["format"] == MANIFEST_FORMAT and manifest["records"] == sum(e["records"] for e in shards)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise ShardSetError(f"{folder}: {name} is not a valid {MANIFEST_FORMAT} manifest") from None
+    return shards
+
+
+def verify_shards(paths: Iterable[str | os.PathLike | ShardURL]) -> dict[Location, dict]:
     """`{shard: manifest entry}` for shards that all belong to published sets (`load_shard_set`)."""
-    sets: dict[Path, ShardSet] = {}
+    sets: dict[Location, ShardSet] = {}
     entries = {}
-    for path in map(Path, paths):
+    for path in map(as_location, paths):
         prefix = shard_prefix(path)
         if prefix not in sets:
             sets[prefix] = load_shard_set(path)
@@ -317,20 +348,47 @@ def write_shards(
     return [shard_name(prefix, n) for n in range(len(entries))]
 
 
-def iter_shards(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
+def iter_shards(paths: Iterable[str | os.PathLike | ShardURL]) -> Iterator[dict]:
     """The validated records of published webdataset shards, in order; each shard's sha256 and record count are
     checked against its set's manifest (errors name the shard, and the member of a bad record)."""
-    import webdataset as wds
-
     for path, entry in verify_shards(paths).items():
-        if file_sha256(path) != entry["sha256"]:
+        yield from read_shard(path, entry)
+
+
+def read_shard(path: Location, entry: dict) -> Iterator[dict]:
+    """The validated records of one shard whose manifest entry is `entry` (`verify_shards`): its bytes are checked
+    first (`open_shard`), its record count after the last record."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    count = 0
+    # One shard at a time, split by ShardDataset itself: the stream webdataset's own `WebDataset` would read.
+    with open_shard(path, entry) as stream:
+        samples = group_by_keys(tar_file_expander([{"url": str(path), "stream": stream}]))
+        for count, sample in enumerate(samples, 1):
+            yield _parse_line(sample["json"], f"{path}:{sample['__key__']}.json")
+    if count != entry["records"]:
+        raise ShardSetError(f"{path.parent}: shard {path.name} holds {count} records, its manifest says "
+                            f"{entry['records']}")
+
+
+@contextlib.contextmanager
+def open_shard(path: Location, entry: dict) -> Iterator[BinaryIO]:
+    """Shard `path` open for reading once its bytes match manifest `entry` (a remote one fetched whole, retried)."""
+    if isinstance(path, ShardURL):
+        try:
+            fetched = fetch(str(path), path.retry, expected_bytes=entry["bytes"])
+        except FileNotFoundError:
+            raise ShardSetError(f"{path.parent}: missing shard {path.name} (nothing at {path}), which its manifest "
+                                f"lists") from None
+        digest, file = fetched.sha256, fetched.file
+        if fetched.size != entry["bytes"]:
+            file.close()
+            raise ShardSetError(f"{path.parent}: {path.name} has {fetched.size:,} bytes at {path}, the manifest says "
+                                f"{entry['bytes']:,}")
+    else:
+        digest, file = file_sha256(path), open(path, "rb")
+    with file:
+        if digest != entry["sha256"]:
             raise ShardSetError(f"{path.parent}: shard {path.name} does not match its manifest's sha256 "
                                 f"(changed or corrupted after it was written)")
-        count = 0
-        # One shard at a time and split by ShardDataset itself: webdataset must not split by node or worker again.
-        for count, sample in enumerate(wds.WebDataset(str(path), shardshuffle=False, empty_check=False,
-                                                      nodesplitter=None, workersplitter=None), 1):
-            yield _parse_line(sample["json"], f"{path}:{sample['__key__']}.json")
-        if count != entry["records"]:
-            raise ShardSetError(f"{path.parent}: shard {path.name} holds {count} records, its manifest says "
-                                f"{entry['records']}")
+        yield file

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -337,5 +336,5 @@ def draw_order(name: str, dataset: Dataset, number: int, seed: int, rank: int, w
     if (dataset.rank, dataset.world_size) != (rank, world_size):
         raise ValueError(f"{name}: its shards were split for rank {dataset.rank} of {dataset.world_size}, the mixture "
                          f"is for rank {rank} of {world_size}; build the split with the mixture's rank and world_size")
-    names = [Path(path).name for path in dataset.shards]
+    names = [path.name for path in dataset.shards]
     return ShardOrder(dataset.shard_records, number, seed, rank, world_size, names, name)

@@ -66,9 +66,9 @@ def test_the_mixture_sizes_a_shard_set_by_its_manifest_and_bounds_a_pass_by_each
 
 def test_items_come_from_this_ranks_shards_with_the_shard_index_and_one_cached_shard(root, monkeypatch):
     read = []
-    original = dataset_module.iter_shards
-    monkeypatch.setattr(dataset_module, "iter_shards", lambda paths: (read.extend(p.name for p in paths),
-                                                                       original(paths))[1])
+    original = dataset_module.read_shard
+    monkeypatch.setattr(dataset_module, "read_shard", lambda path, entry: (read.append(path.name),
+                                                                          original(path, entry))[1])
     shards = capfilt(root, rank=1, world_size=2)
     mixture, sampler = balanced_mixture({"capfilt14m": shards}, seed=SEED, rank=1, world_size=2)
     keys = draws(sampler, 10)

@@ -6,6 +6,7 @@ next to it as `<variant>.yaml`.
 
 Precedence, most specific first. Relative storage paths resolve under the dataset config's `data_root`, else the
 `data_root` given to the builder (a run-wide value), else the cache root (`$LAVIS_IB_CACHE`, `~/.cache/lavis_ib`).
+A split's storage may also be a shard set's URL or `pipe:` command (`locations`), which is read remotely as it is.
 Visual processors take `image_size` / `mean` / `std` from the dataset config's entry, else from `vis_defaults` (the
 model's preprocessing, `processors.model_vis_defaults`), else DEFAULT_IMAGE_SIZE and the CLIP normalisation.
 """
@@ -27,6 +28,7 @@ from lavis_ib.common.schema import ConfigError, from_dict
 from lavis_ib.datasets import templates
 from lavis_ib.datasets.builders.dataset import ItemMaker, RecordDataset, ShardDataset
 from lavis_ib.datasets.builders.schema import DatasetConfig
+from lavis_ib.datasets.locations import Location, ShardURL, resolve_location
 from lavis_ib.datasets.records import JsonlRecords, load_shard_set, manifest_path, shard_prefix
 from lavis_ib.processors import build_processors, with_vis_defaults
 
@@ -38,9 +40,9 @@ DEFAULT_IMAGE_SIZE = 224
 """InstructBLIP's input size: the visual processors' size when neither the dataset config nor the model sets one."""
 
 
-def is_shard_pattern(location: Path) -> bool:
+def is_shard_pattern(location: Location) -> bool:
     """Whether a split's storage names webdataset shards (`<split>-*.tar`) rather than a JSON-lines file."""
-    return location.suffix == ".tar" or "*" in location.name
+    return location.name.endswith(".tar") or "*" in location.name
 
 
 def _plain(node: Any) -> dict:
@@ -119,8 +121,10 @@ class DatasetBuilder:
         """The folder relative storage paths resolve under (module docstring: config, then argument, then cache)."""
         return data_root(self.config.data_root, self.data_root)
 
-    def storage(self, split: str) -> Path:
-        return resolve_under(self.config.build_info.annotations[split].storage, self.root)
+    def storage(self, split: str) -> Location:
+        """Where `split`'s records are: a local path (relative ones under `root`) or a remote shard set's `ShardURL`."""
+        entry = self.config.build_info.annotations[split]
+        return resolve_location(entry.storage, self.root, entry.retry)
 
     def media_root(self, vis_path: str | None = None) -> Path | None:
         """Where media paths of the records are relative to (`vis_path` overrides the config)."""
@@ -174,16 +178,25 @@ class DatasetBuilder:
         location = self.storage(split)
         if is_shard_pattern(location):
             command += " --format wds"
-        if location.parent != cache_root() / "datasets" / self.name:
+        if isinstance(location, ShardURL):
+            command += " --out <local folder>"  # whose shards and manifest are then copied to the store
+        elif location.parent != cache_root() / "datasets" / self.name:
             command += f" --out {location.parent}"
         return command
 
     def missing(self, split: str) -> str | None:
-        """Why `split` cannot be loaded (its records are absent: path and convert command), or None when it can."""
+        """Why `split` cannot be loaded (its records are absent: path and convert command), or None when it can (a
+        remote shard set always can here: its manifest is read, or found missing, when the split is built)."""
         if split not in self.config.build_info.annotations:
             known = ", ".join(self.splits)
             raise UnknownNameError(f"dataset {self.name!r} has no split {split!r}; configured splits: {known}")
         location = self.storage(split)
+        if isinstance(location, ShardURL):  # a store need not be listable: a missing manifest is build_split's error
+            if is_shard_pattern(location):
+                return None
+            raise ConfigError(f"datasets.{self.name}.build_info.annotations.{split}.storage: {location} is remote, "
+                              f"and only webdataset shard sets (<split>-*.tar with their manifest) are read remotely; "
+                              f"copy the JSON-lines file to a local folder, or convert the split with --format wds")
         if is_shard_pattern(location):  # shards without a manifest are found here and refused by build_split
             found = manifest_path(shard_prefix(location)).is_file() or any(location.parent.glob(location.name))
         else:

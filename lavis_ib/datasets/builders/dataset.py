@@ -30,7 +30,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from lavis_ib.common.errors import UserError
 from lavis_ib.common.media import MediaError, open_image
 from lavis_ib.datasets import templates
-from lavis_ib.datasets.records import iter_shards, verify_shards
+from lavis_ib.datasets.locations import Location, ShardURL, as_location
+from lavis_ib.datasets.records import read_shard, verify_shards
 
 logger = logging.getLogger(__name__)
 
@@ -347,11 +348,12 @@ class ShardDataset(MapAccess, IterableDataset):
     of iteration too. It reads a whole shard (sha256 and count verified) when first needed and keeps only that one,
     per process; in training an unreadable record is replaced by a readable one of the same shard. `len()` is the
     whole set's record count (every rank's shards, from the manifest): its size in the mixture, the same on every
-    rank; `shard_records` holds each shard's count.
+    rank; `shard_records` holds each shard's count. Shards may be local paths or `ShardURL`s (a URL or `pipe:`
+    command, `locations`): a rank then fetches only its own shards, each whole and checked before use.
     """
 
     def __init__(
-        self, shards: Sequence[Path], make_item: ItemMaker, rank: int = 0, world_size: int = 1,
+        self, shards: Sequence[str | Path | ShardURL], make_item: ItemMaker, rank: int = 0, world_size: int = 1,
         sample_ratio: float = 1.0, replace_unreadable: bool = True,
     ):
         if not 0 <= rank < world_size:
@@ -360,8 +362,9 @@ class ShardDataset(MapAccess, IterableDataset):
             raise ValueError(f"{make_item.name}: {len(shards)} shards cannot be split across {world_size} ranks "
                              f"(every rank needs at least one; write more shards)")
         entries = verify_shards(shards)  # published whole, with a manifest (checksums are checked as each is read)
-        self.shards, self.make_item, self.sample_ratio = [Path(shard) for shard in shards], make_item, sample_ratio
-        self.shard_records = [int(entries[shard]["records"]) for shard in self.shards]
+        self.shards, self.make_item, self.sample_ratio = list(map(as_location, shards)), make_item, sample_ratio
+        self.entries = [entries[shard] for shard in self.shards]  # reading a shard needs no second manifest read
+        self.shard_records = [int(entry["records"]) for entry in self.entries]
         self.rank, self.world_size, self.replace_unreadable = rank, world_size, replace_unreadable
         self.skipped = 0
         self._run = SkipRun(make_item)  # evaluation through `get`: unreadable records in a row, in this process
@@ -377,7 +380,7 @@ class ShardDataset(MapAccess, IterableDataset):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_cached": None}  # a DataLoader worker loads its own shard
 
-    def my_shards(self) -> list[tuple[int, Path]]:
+    def my_shards(self) -> list[tuple[int, Location]]:
         """(shard number, path) of this rank's and this worker's share of the shards (round-robin)."""
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
@@ -393,7 +396,7 @@ class ShardDataset(MapAccess, IterableDataset):
                              f"{len(self.shards)}: a rank reads only its own)")
         if self._cached is None or self._cached[0] != number:
             self._cached = None  # free the previous shard before reading the next
-            self._cached = (number, list(iter_shards([self.shards[number]])))
+            self._cached = (number, list(read_shard(self.shards[number], self.entries[number])))
         return self._cached[1]
 
     def _locate(self, index: int) -> tuple[int, int, list[dict]]:
@@ -419,7 +422,7 @@ class ShardDataset(MapAccess, IterableDataset):
 
     def _records(self) -> Iterable[tuple[int, dict]]:
         for number, shard in self.my_shards():
-            for position, record in enumerate(iter_shards([shard])):
+            for position, record in enumerate(read_shard(shard, self.entries[number])):
                 yield number * SHARD_STRIDE + position, record
 
     def __iter__(self) -> Iterator[dict | Skipped]:

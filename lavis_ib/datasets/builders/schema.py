@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
 from lavis_ib.common.registry import closest_match
+from lavis_ib.common.remote import Retry
 
 ROLES = ("held_in", "held_out")
 DATA_TYPES = ("images", "videos")
@@ -22,17 +23,30 @@ class Storage:
     storage: str
 
 
-def split_storage(split: str, entry: Any) -> Storage:
-    """One `build_info.annotations` entry as a `Storage`: `{storage: path}` (or the bare path); an unknown key is an
-    error with the closest valid one, so a typo never falls back to a default file."""
+@dataclass
+class SplitStorage(Storage):
+    """A split's records: a local path, or a shard set's URL / `pipe:` command, read remotely with `tries` in all
+    (pausing `backoff_s`, doubling, between them: `common.remote.Retry`)."""
+
+    tries: int = Retry.tries
+    backoff_s: float = Retry.backoff_s
+
+    @property
+    def retry(self) -> Retry:
+        return Retry(self.tries, self.backoff_s)
+
+
+def split_storage(split: str, entry: Any) -> SplitStorage:
+    """One `build_info.annotations` entry as a `SplitStorage`: `{storage: path, ...}` (or the bare path); an unknown
+    key is an error with the closest valid one, so a typo never falls back to a default file."""
     where = f"build_info.annotations.{split}"
     if isinstance(entry, Storage):
-        return entry
+        return entry if isinstance(entry, SplitStorage) else SplitStorage(entry.storage)
     if isinstance(entry, str):
-        return Storage(entry)
+        return SplitStorage(entry)
     if not isinstance(entry, Mapping):
         raise ValueError(f"'{where}' must be {{storage: <path>}} or a path, got {entry!r}")
-    valid = [f.name for f in fields(Storage)]
+    valid = [f.name for f in fields(SplitStorage)]
     for key in entry:
         if key not in valid:
             hint = closest_match(str(key), valid)
@@ -40,7 +54,12 @@ def split_storage(split: str, entry: Any) -> Storage:
             raise ValueError(f"unknown key '{where}.{key}'{suggestion} (valid keys: {', '.join(valid)})")
     if not isinstance(entry.get("storage"), str):
         raise ValueError(f"'{where}.storage' must be a path (str), got {entry.get('storage')!r}")
-    return Storage(entry["storage"])
+    storage = SplitStorage(**entry)
+    try:
+        storage.retry  # checks tries and backoff_s
+    except ValueError as error:
+        raise ValueError(f"{where}.{error}") from None
+    return storage
 
 
 @dataclass
