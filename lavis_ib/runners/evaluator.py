@@ -26,7 +26,7 @@ from lavis_ib.common.precision import autocast, run_precision
 from lavis_ib.common.registry import UnknownNameError, closest_match, registry
 from lavis_ib.common.schema import ConfigError
 from lavis_ib.datasets import templates
-from lavis_ib.datasets.builders.dataset import RecordDataset
+from lavis_ib.datasets.builders.dataset import RecordDataset, ShardDataset
 from lavis_ib.metrics import split_undefined
 from lavis_ib.runners import setup
 from lavis_ib.runners.job_folder import check_output_dir
@@ -196,9 +196,8 @@ class Evaluator:
             [split for split in splits if split in builder.splits]
         for split in chosen:
             dataset = builder.build_split(split)
-            if not isinstance(dataset, RecordDataset):
-                raise ConfigError(f"datasets.{name}: split {split!r} is stored as shards; evaluation needs its "
-                                  f"JSON-lines records (convert it without --format wds)")
+            if isinstance(dataset, ShardDataset):  # local or remote: read whole, as JSON lines are
+                dataset = dataset.whole()
             task = task_cls(protocol, name, split, dataset.answer_list, source=f"datasets.{name}.eval")
             indices = range(min(len(dataset), self.limit or len(dataset)))
             scored = self.check_ground_truth(task, dataset, indices)

@@ -1,5 +1,6 @@
 """Issue 20, data from object stores: a shard set read over HTTP (a local server on 127.0.0.1), `file://` or a `pipe:`
-command gives exactly the records and items of its local copy, and training on it exactly the losses and weights;
+command gives exactly the records and items of its local copy, training on it exactly the losses and weights, and
+evaluating it exactly the predictions and metrics of the same records as JSON lines;
 a dropped connection is tried again a bounded number of times; each rank fetches only its own shards."""
 
 from __future__ import annotations
@@ -172,3 +173,26 @@ def test_training_on_a_served_set_equals_training_on_its_local_copy(world, tmp_p
     assert sorted(losses) == [1, 2, 3, 4] and served_losses == losses
     assert weights.keys() == served_weights.keys() and len(weights) > 20
     assert all(torch.equal(weights[key], served_weights[key]) for key in weights)
+
+
+def test_evaluating_a_served_set_equals_evaluating_its_json_lines(world, tmp_path, monkeypatch):
+    """synthetic_vqa's val split (the first 6 records) evaluated from its JSON lines and from the same records as
+    shards served over HTTP: the same predictions, in the same order, and the same metrics."""
+    from lavis_ib.common.config import Config
+    from lavis_ib.datasets.records import read_jsonl, write_shards
+    from lavis_ib.runners.evaluator import Evaluator
+    from tests.runners.train_fixtures import write_train_config
+
+    monkeypatch.setenv("LAVIS_IB_CACHE", str(world))
+    torch.set_num_threads(1)
+    write_shards(read_jsonl(world / "datasets/synthetic_vqa/val.jsonl")[:6], tmp_path / "shards" / "val", per_shard=4)
+    results = {}
+    with ShardServer(tmp_path / "shards") as server:
+        served = {"build_info": {"annotations": {"val": {"storage": f"{server.url}/val-*.tar", **QUICK}}}}
+        for name, block in (("local", {}), ("served", served)):
+            config = write_train_config(tmp_path / f"{name}.yaml", tmp_path / "out", datasets={"synthetic_vqa": block})
+            (summary,) = Evaluator(Config(config, [f"run.job_id={name}"]), limit=6).evaluate()
+            predictions = (tmp_path / "out" / name / "synthetic_vqa" / "val" / "predictions.jsonl").read_text()
+            results[name] = (summary["metrics"], summary["num_scored"], predictions.splitlines())
+        assert set(server.sent) == {"val.manifest.json", "val-000000.tar", "val-000001.tar"}
+    assert results["served"] == results["local"] and results["local"][1] == 6 and len(results["local"][2]) == 6

@@ -387,6 +387,18 @@ class ShardDataset(MapAccess, IterableDataset):
         mine = list(enumerate(self.shards))[self.rank :: self.world_size]
         return mine[worker_id::workers]
 
+    def whole(self) -> RecordDataset:
+        """Every record of the set (each shard read once and verified, in order) as a map-style `RecordDataset` of
+        the same items and answer list: what evaluation reads, since it checks every record of a split before
+        scoring and cuts its batches over the whole split. The set must have been built for one rank."""
+        if self.world_size != 1:
+            raise ValueError(f"{self.name}: whole() reads every shard; build the set with world_size=1 (this one is "
+                             f"rank {self.rank}'s share of {self.world_size})")
+        records = [record for path, entry in zip(self.shards, self.entries) for record in read_shard(path, entry)]
+        dataset = RecordDataset(records, self.make_item, self.sample_ratio, replace_unreadable=self.replace_unreadable)
+        dataset.answer_list = getattr(self, "answer_list", None)
+        return dataset
+
     def shard(self, number: int) -> list[dict]:
         """The records of shard `number`, one of this rank's: read whole and verified on first use, then cached
         until another shard is needed (a rank never reads another rank's shard)."""
