@@ -199,10 +199,11 @@ def test_the_run_autocast_on_cuda(precision, dtype):
 
 @pytest.mark.parametrize("precision, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16), (None, torch.bfloat16)])
 def test_the_evaluation_autocast_on_cuda(monkeypatch, precision, dtype):
-    """runners/evaluator.py:Evaluator.autocast — `run.precision` fp16 / bf16 opens a CUDA autocast in that dtype, and
-    unset the one training takes (bf16), so validation and evaluate.py compute alike."""
+    """runners/evaluator.py:Evaluator.autocast — the precision `evaluate()` decides on CUDA (`run_precision`:
+    fp16 / bf16 as set, unset the one training takes, bf16) opens a CUDA autocast in that dtype, so validation and
+    evaluate.py compute alike."""
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    fake = SimpleNamespace(run=SimpleNamespace(precision=precision), info=SimpleNamespace(device=CUDA))
+    fake = SimpleNamespace(precision=run_precision(precision, CUDA), info=SimpleNamespace(device=CUDA))
     context = Evaluator.autocast(fake)
     assert isinstance(context, torch.autocast) and (context.device, context.fast_dtype) == ("cuda", dtype)
 
