@@ -3,7 +3,8 @@
 A single-process run needs no process group: every helper here works without one (rank 0, world 1, `barrier` a
 no-op, gathers return the input), unlike LAVIS whose unconditional `dist.barrier()` crashes such runs. Deliberate
 differences from LAVIS's `init_distributed_mode` (which writes rank, world size and gpu into the run config): the run config is read, not mutated
-(callers use the returned `DistInfo`); SLURM's world size comes from `SLURM_NTASKS`, not the config; gloo is used on
+(callers use the returned `DistInfo`); SLURM's world size comes from the job step (`SLURM_STEP_NUM_TASKS`, else
+`SLURM_NTASKS`), not the config, and rank 0's host is the step's first node; gloo is used on
 CPU; the job id is chosen on rank 0 and broadcast instead of being computed per process; evaluation shards are not
 padded with repeats, so no sample is counted twice.
 """
@@ -106,17 +107,21 @@ def first_host(nodelist: str) -> str:
 
 
 def parse_dist_env(environ: Optional[Mapping[str, str]] = None) -> Optional[DistEnv]:
-    """Rank layout from torchrun (`RANK`, `WORLD_SIZE`) or, failing that, SLURM (`SLURM_PROCID`, `SLURM_NTASKS`);
-    None for a plain single-process run. Rendezvous defaults to `MASTER_ADDR`/`MASTER_PORT` when they are set."""
+    """Rank layout from torchrun (`RANK`, `WORLD_SIZE`; they win when srun starts torchrun) or, failing that, from
+    the SLURM task srun started (`SLURM_PROCID`, `SLURM_LOCALID`, the step's task count and first node: an srun on
+    some of the job's nodes has rank 0 on its own first node, not the job's); None for a plain single-process run.
+    Rendezvous defaults to `MASTER_ADDR`/`MASTER_PORT` when they are set."""
     environ = os.environ if environ is None else environ
     if "RANK" in environ and "WORLD_SIZE" in environ:
         source, rank, world = "torchrun", _int_var(environ, "RANK"), _int_var(environ, "WORLD_SIZE")
         local_rank = _int_var(environ, "LOCAL_RANK", default=rank)  # torchrun always sets it; manual single-node
         default_addr = DEFAULT_MASTER_ADDR
     elif "SLURM_PROCID" in environ:
-        source, rank, world = "slurm", _int_var(environ, "SLURM_PROCID"), _int_var(environ, "SLURM_NTASKS")
+        tasks = "SLURM_STEP_NUM_TASKS" if environ.get("SLURM_STEP_NUM_TASKS") else "SLURM_NTASKS"
+        source, rank, world = "slurm", _int_var(environ, "SLURM_PROCID"), _int_var(environ, tasks)
         local_rank = _int_var(environ, "SLURM_LOCALID")
-        nodelist = environ.get("SLURM_NODELIST") or environ.get("SLURM_JOB_NODELIST")
+        nodelist = next((environ[name] for name in ("SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_JOB_NODELIST")
+                         if environ.get(name)), None)
         default_addr = first_host(nodelist) if nodelist else DEFAULT_MASTER_ADDR
     else:
         return None

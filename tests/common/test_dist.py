@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from lavis_ib.common import dist as D
 from lavis_ib.common.run_schema import RunConfig
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
-               "SLURM_LOCALID", "SLURM_NODELIST", "SLURM_JOB_NODELIST")
+               "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_JOB_NODELIST")
 SPAWN_DEADLINE_S = 90
 
 
@@ -135,6 +134,49 @@ def test_slurm_env_takes_master_from_the_first_node():
     assert D.parse_dist_env({**env, "MASTER_PORT": "4000"}).master_port == 4000
 
 
+def srun_tasks(hosts: tuple[str, ...], per_node: int, job_nodelist: str, job_tasks: int, **step: str) -> list[dict]:
+    """The environment `srun --ntasks-per-node=<per_node>` gives each of its tasks on `hosts` (node by node), in a
+    job allocated `job_nodelist` with `job_tasks` tasks: the variables a rank reads and those around them it must
+    not be misled by (the job's node list and task count, the "4(x2)"-style task counts per node); `step` overrides."""
+    nodes, tasks = len(hosts), len(hosts) * per_node
+    shared = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": job_nodelist, "SLURM_NODELIST": job_nodelist,
+              "SLURM_NTASKS": str(job_tasks), "SLURM_NPROCS": str(job_tasks), "SLURM_NNODES": str(nodes),
+              "SLURM_NTASKS_PER_NODE": str(per_node), "SLURM_TASKS_PER_NODE": f"{per_node}(x{nodes})",
+              "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_NODES": str(nodes), "SLURM_STEP_NUM_TASKS": str(tasks),
+              "SLURM_STEP_TASKS_PER_NODE": f"{per_node}(x{nodes})", "SLURM_GPUS_ON_NODE": str(per_node), **step}
+    return [{**shared, "SLURM_PROCID": str(node * per_node + local), "SLURM_LOCALID": str(local),
+             "SLURM_NODEID": str(node), "SLURMD_NODENAME": host}
+            for node, host in enumerate(hosts) for local in range(per_node)]
+
+
+def test_every_task_of_a_two_node_four_gpu_srun_finds_its_place():
+    """`srun --nodes=2 --ntasks-per-node=4 python train.py` on gpu07 and gpu08: global rank, world size 8, the GPU
+    of its node (local rank) and rank 0's host, for each of the 8 tasks."""
+    tasks = srun_tasks(("gpu07", "gpu08"), 4, "gpu[07-08]", 8, SLURM_STEP_NODELIST="gpu[07-08]")
+    layouts = [D.parse_dist_env(env) for env in tasks]
+    assert layouts == [D.DistEnv(rank, 8, rank % 4, "gpu07", 29500, "slurm") for rank in range(8)]
+    assert [D.parse_dist_env({**env, "SLURM_STEP_NUM_TASKS": ""}) for env in tasks] == layouts  # SLURM_NTASKS
+
+
+def test_an_srun_on_some_of_the_jobs_nodes_meets_on_its_own_first_node():
+    """A 3-node job of 12 tasks whose srun runs 2 tasks on each of gpu08 and gpu09: world size 4 (the step's, not
+    the job's 12) and rank 0 on gpu08 (the step's first node, not the job's gpu07), else every rank would wait."""
+    tasks = srun_tasks(("gpu08", "gpu09"), 2, "gpu[07-09]", 12, SLURM_STEP_NODELIST="gpu[08-09]")
+    expected = [D.DistEnv(rank, 4, rank % 2, "gpu08", 29500, "slurm") for rank in range(4)]
+    assert [D.parse_dist_env(env) for env in tasks] == expected
+
+
+def test_torchrun_started_by_srun_wins_over_the_slurm_task():
+    """train.sbatch's layout: srun starts one torchrun per node (SLURM sees 2 tasks), each starts 4 workers; every
+    worker takes rank, world size 8, local rank and the rendezvous host from torchrun, not from its SLURM task."""
+    launchers = srun_tasks(("gpu07", "gpu08"), 1, "gpu[07-08]", 2, SLURM_STEP_NODELIST="gpu[07-08]")
+    workers = [{**launcher, "RANK": str(node * 4 + local), "WORLD_SIZE": "8", "LOCAL_RANK": str(local),
+                "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": str(node), "MASTER_ADDR": "gpu07", "MASTER_PORT": "29400"}
+               for node, launcher in enumerate(launchers) for local in range(4)]
+    assert [D.parse_dist_env(env) for env in workers] == [
+        D.DistEnv(rank, 8, rank % 4, "gpu07", 29400, "torchrun") for rank in range(8)]
+
+
 @pytest.mark.parametrize(("nodelist", "host"), [("node01", "node01"), ("a1,b2", "a1"), ("n[003-010]", "n003"),
                                                 ("rack[2,5]-gpu", "rack2-gpu"), ("x[1-2],y[3-4]", "x1")])
 def test_first_host(nodelist, host):
@@ -207,13 +249,6 @@ def test_shard_sampler(no_launcher):
 # Two ranks over gloo
 
 
-def _free_port() -> int:
-    """A TCP port that was free a moment ago, for the rendezvous."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _two_rank_worker(rank: int, port: int, out_dir: str) -> None:
     """One rank of the 2-process run: exercises every collective helper and writes what it saw to rank<N>.json."""
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
@@ -254,7 +289,7 @@ def _two_rank_worker(rank: int, port: int, out_dir: str) -> None:
 def two_rank_results(tmp_path_factory):
     """What each of two spawned gloo ranks saw, as {rank: dict}; fails if the run hangs past the deadline."""
     out_dir = tmp_path_factory.mktemp("dist")
-    context = mp.spawn(_two_rank_worker, args=(_free_port(), str(out_dir)), nprocs=2, join=False)
+    context = mp.spawn(_two_rank_worker, args=(D.free_port(), str(out_dir)), nprocs=2, join=False)
     deadline = time.monotonic() + SPAWN_DEADLINE_S
     while not context.join(timeout=1):
         if time.monotonic() > deadline:

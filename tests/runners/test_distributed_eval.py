@@ -1,7 +1,9 @@
-"""Evaluation across processes and interruptions: `torchrun --nproc_per_node=2 evaluate.py` (gloo) gives exactly the
-predictions and metrics of one process, each record predicted in the same batch, and a run killed with SIGKILL
-(even mid-line) and re-run with the same job id — on another number of processes — ends with the same files as a
-run never interrupted. The runs go through `eval_driver.py` (evaluate.py recording each prediction's batch-mates).
+"""Evaluation across processes and interruptions: two ranks (gloo) give exactly the predictions and metrics of one
+process, each record predicted in the same batch — under two torchruns of one process each, as on two nodes
+(`--nnodes=2`, c10d rendezvous), and under one `torchrun --nproc_per_node=2` after an interruption — and a run
+killed with SIGKILL (even mid-line) and re-run with the same job id — on another number of processes — ends with
+the same files as a run never interrupted. The runs go through `eval_driver.py` (evaluate.py recording each
+prediction's batch-mates).
 
 Batch size 2 divides neither the 9 GQA (generation) nor the 5 HatefulMemes (ranking) records' item shards on 2
 ranks, so sharding items instead of whole batches would give rank 1 other batches than one process forms."""
@@ -21,6 +23,7 @@ import pytest
 from lavis_ib.common import dist
 from lavis_ib.common.dist import free_port
 from lavis_ib.runners.evaluator import pending_batches
+from tests.runners.train_fixtures import finish, node_launches, start_nodes
 from tests.tasks.fixtures import write_eval_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +48,12 @@ def environment() -> dict:
     return env
 
 
+def evaluate_args(config: Path, job: str, *extra: str) -> list[str]:
+    return ["--cfg-path", str(config), "--options", f"run.job_id={job}", *extra]
+
+
 def evaluate_command(config: Path, job: str, nproc: int, *extra: str) -> list[str]:
-    options = ["--cfg-path", str(config), "--options", f"run.job_id={job}", *extra]
+    options = evaluate_args(config, job, *extra)
     if nproc == 1:
         return [sys.executable, str(DRIVER), *options]
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
@@ -123,9 +130,11 @@ def test_pending_batches_are_those_of_one_uninterrupted_process(world):
     assert pending_batches(range(5), set(), 3) == [[0, 1, 2], [3, 4]]  # --limit 5: the first batches, cut short
 
 
-def test_two_ranks_give_exactly_the_predictions_and_metrics_of_one(workspace):
-    done = evaluate(workspace["config"], "two_ranks", 2)
-    assert "9 to evaluate on 2 rank(s)" in done.stderr
+def test_two_ranks_on_two_launchers_give_exactly_the_predictions_and_metrics_of_one(workspace, tmp_path):
+    """One process under each of two torchruns that meet at a c10d rendezvous, the layout of two nodes."""
+    texts = finish(start_nodes(node_launches(DRIVER, 2, *evaluate_args(workspace["config"], "two_ranks")),
+                               environment(), tmp_path))
+    assert sum("9 to evaluate on 2 rank(s)" in text for text in texts) == 1  # rank 0's log
     job_dir = workspace["root"] / "out" / "two_ranks"
     assert_same_outputs(split_outputs(job_dir), workspace["reference"])
     table = (job_dir / "results.md").read_text()

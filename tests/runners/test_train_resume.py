@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from lavis_ib.common.processes import process_tree
 from lavis_ib.datasets.records import read_jsonl, write_shards
 from lavis_ib.datasets.sampling import BalancedSampler
 from lavis_ib.runners.checkpoints import load_checkpoint
-from tests.runners.train_fixtures import (DEADLINE_S, ROOT, build_small_world, start_training,
+from tests.runners.train_fixtures import (DEADLINE_S, ROOT, await_marks, build_small_world, start_training,
                                           still_running, train, train_losses, write_train_config)
 
 DRIVER = ROOT / "tests" / "runners" / "train_driver.py"
@@ -126,10 +125,7 @@ def start_paused(config: Path, world: Path, job: str, folder: Path) -> tuple[sub
     marks, output = folder / "marks", folder / "output.txt"
     launcher = start_training(config, world, 2, f"run.job_id={job}", script=DRIVER, output=output,
                               AWAIT_SIGNAL_AFTER_STEP=str(SIGNAL_AFTER), AWAIT_SIGNAL_DIR=str(marks))
-    deadline = time.monotonic() + DEADLINE_S
-    while len(list(marks.glob("rank*"))) < 2:
-        assert launcher.poll() is None and time.monotonic() < deadline, output.read_text()[-4000:]
-        time.sleep(0.05)
+    await_marks(marks, 2, [(launcher, output)])
     processes = process_tree(launcher.pid)
     assert len(processes) == 5, f"expected torchrun, 2 ranks and their 2 workers: {processes}"
     return launcher, processes, output

@@ -1,5 +1,6 @@
 """A small synthetic world and tiny-model training configs for the training-runner tests, plus the commands that
-run `train.py` in one process or under torchrun (gloo on CPU)."""
+run `train.py` in one process, under torchrun (gloo on CPU), or under one torchrun per "node" of a multi-node job
+on this machine."""
 
 from __future__ import annotations
 
@@ -58,8 +59,25 @@ def launch(script: Path, nproc: int, *args: str) -> list[str]:
             str(script), *args]
 
 
+def node_launches(script: Path, nodes: int, *args: str, per_node: int = 1,
+                  torchrun: tuple[str, ...] = ()) -> list[list[str]]:
+    """The command of each node of a `nodes`-node job on this machine, as `projects/instructblip/slurm/launch.sh`
+    starts them on a cluster: one `python -m lavis_ib.cli.launch` (torchrun) per node with `--nnodes=N
+    --node_rank=R --nproc_per_node=<per_node>` and the flags `torchrun`, meeting at one c10d rendezvous on a free
+    local port."""
+    shared = [f"--nnodes={nodes}", f"--nproc_per_node={per_node}", "--rdzv_backend=c10d",
+              f"--rdzv_endpoint=127.0.0.1:{free_port()}", "--rdzv_id=test_job", *torchrun]
+    return [[sys.executable, "-m", "lavis_ib.cli.launch", *shared, f"--node_rank={rank}", str(script), *args]
+            for rank in range(nodes)]
+
+
+def train_args(config: Path, options: tuple[str, ...]) -> list[str]:
+    """`train.py`'s arguments: the config and its `--options`."""
+    return ["--cfg-path", str(config), *(["--options", *options] if options else [])]
+
+
 def train_command(config: Path, nproc: int, options: tuple[str, ...], script: Path = ROOT / "train.py") -> list[str]:
-    return launch(script, nproc, "--cfg-path", str(config), *(["--options", *options] if options else []))
+    return launch(script, nproc, *train_args(config, options))
 
 
 def train(config: Path, cache: Path, nproc: int = 1, *options: str, script: Path = ROOT / "train.py",
@@ -71,12 +89,44 @@ def train(config: Path, cache: Path, nproc: int = 1, *options: str, script: Path
     return done
 
 
+def start(command: list[str], env: dict, output: Path) -> subprocess.Popen:
+    """Start `command` in the background in the repository, its stdout and stderr going to the file `output`."""
+    with output.open("w") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
 def start_training(config: Path, cache: Path, nproc: int, *options: str, script: Path, output: Path,
                    **env: str) -> subprocess.Popen:
     """Start training in the background with `env` added, its stdout and stderr going to the file `output`."""
-    with output.open("w") as sink:
-        return subprocess.Popen(train_command(config, nproc, options, script), stdout=sink, stderr=subprocess.STDOUT,
-                                env={**environment(cache), **env}, cwd=ROOT)
+    return start(train_command(config, nproc, options, script), {**environment(cache), **env}, output)
+
+
+Launcher = tuple[subprocess.Popen, Path]  # a started launcher and the file its output goes to
+
+
+def start_nodes(commands: list[list[str]], env: dict, folder: Path) -> list[Launcher]:
+    """Start the launchers of one multi-node job at once (`node_launches`), node R's output in `folder/nodeR.txt`."""
+    return [(start(command, env, folder / f"node{rank}.txt"), folder / f"node{rank}.txt")
+            for rank, command in enumerate(commands)]
+
+
+def finish(launchers: list[Launcher], expect: int = 0, timeout: float = DEADLINE_S) -> list[str]:
+    """Wait for every launcher, check that each exits with status `expect`, and return their outputs."""
+    deadline = time.monotonic() + timeout
+    for process, output in launchers:
+        status = process.wait(timeout=max(deadline - time.monotonic(), 1))
+        assert status == expect, f"{output.name} exited with {status}: {output.read_text()[-4000:]}"
+    return [output.read_text() for _, output in launchers]
+
+
+def await_marks(marks: Path, count: int, launchers: list[Launcher]) -> None:
+    """Wait until `count` ranks hold at train_driver's `AWAIT_SIGNAL_AFTER_STEP` (their marks in `marks`), failing
+    with a launcher's output if it ends first or `DEADLINE_S` passes."""
+    deadline = time.monotonic() + DEADLINE_S
+    while len(list(marks.glob("rank*"))) < count:
+        for process, output in launchers:
+            assert process.poll() is None and time.monotonic() < deadline, output.read_text()[-4000:]
+        time.sleep(0.05)
 
 
 def still_running(pids: list[int], within: float = 0) -> list[int]:
