@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import os
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
 
 T = TypeVar("T")
 
@@ -243,16 +241,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def main_process_only(fn: Callable[..., T]) -> Callable[..., Optional[T]]:
-    """Decorator for IO: run `fn` on rank 0 only and return None on the other ranks (no implicit barrier)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Optional[T]:
-        return fn(*args, **kwargs) if is_main_process() else None
-
-    return wrapper
-
-
 def broadcast_object(obj: T, src: int = 0) -> T:
     """Rank `src`'s `obj` (any picklable value) on every rank; `obj` itself without a process group."""
     if not is_dist_avail_and_initialized():
@@ -303,22 +291,6 @@ def shard_batches(batches: list[T], rank: int, world_size: int) -> list[T]:
     world size runs the same batches, so a result that depends on a sample's batch-mates (left padding, beam search
     at float near-ties) does not depend on the number of ranks. Ranks differ by at most one batch; nothing padded."""
     return [batches[k] for k in shard_indices(len(batches), rank, world_size)]
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation sampler yielding this rank's `shard_indices` of a dataset, in order; rank and world size default
-    to the current process group, so concatenating ranks' outputs in rank order restores the dataset order."""
-
-    def __init__(self, dataset: Sized, rank: Optional[int] = None, world_size: Optional[int] = None):
-        self.rank = get_rank() if rank is None else rank
-        self.world_size = get_world_size() if world_size is None else world_size
-        self.indices = shard_indices(len(dataset), self.rank, self.world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 # ---------------------------------------------------------------------------------------------------------------
