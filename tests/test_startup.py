@@ -67,3 +67,19 @@ def test_unknown_attribute_names_the_package():
         assert str(error) == "module 'lavis_ib' has no attribute 'load_modle'"
     else:
         raise AssertionError("lavis_ib.load_modle resolved")
+
+
+def test_a_model_without_adapters_or_quantization_imports_neither_peft_nor_bitsandbytes():
+    """peft imports bitsandbytes (about a second of start-up, and a warning on CPU): a model that uses neither, in
+    eval and in train mode, must not import them; one with `lora` does."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from lavis_ib import load_model
+        model = load_model("blip2_vicuna_instruct", "tiny").train()
+        plain = sorted(m for m in ("peft", "bitsandbytes") if m in sys.modules)
+        load_model("blip2_vicuna_instruct", "tiny", lora={"r": 2})
+        print(json.dumps({"plain": plain, "lora": "peft" in sys.modules}))
+        """
+    )
+    assert run_python(code) == {"plain": [], "lora": True}

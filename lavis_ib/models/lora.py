@@ -8,6 +8,7 @@ peft moves each wrapped layer's weight under `<layer>.base_layer.` and adds `<la
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -69,12 +70,12 @@ def add_lora(llm: nn.Module, settings: LoraSettings, default_targets: Sequence[s
 
 
 def lora_layers(module: nn.Module) -> dict[str, nn.Module]:
-    """`{dotted name: peft LoRA layer}` under `module` (empty when peft is absent or no adapter was added)."""
-    try:
-        from peft.tuners.lora import LoraLayer
-    except ImportError:
+    """`{dotted name: peft LoRA layer}` under `module` (empty when no adapter was added). Without peft imported no
+    adapter can exist, so peft (which imports bitsandbytes, seconds of start-up) is never imported just to look."""
+    peft_lora = sys.modules.get("peft.tuners.lora")
+    if peft_lora is None:
         return {}
-    return {name: layer for name, layer in module.named_modules() if isinstance(layer, LoraLayer)}
+    return {name: layer for name, layer in module.named_modules() if isinstance(layer, peft_lora.LoraLayer)}
 
 
 def set_dropout_mode(llm: nn.Module, training: bool) -> None:
