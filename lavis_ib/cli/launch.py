@@ -35,8 +35,9 @@ def join_timeout(rdzv_conf: str) -> float:
     return float(conf["join_timeout"]) if "join_timeout" in conf else RendezvousTimeout().join.total_seconds()
 
 
-def last_checkpoint(script_args: list[str]) -> str:
-    """What a relaunch of the job the script's `--cfg-path`/`--options` describe would resume from, as a sentence."""
+def last_checkpoint(script_args: list[str], evaluation: bool = False) -> str:
+    """What a relaunch of the job the script's `--cfg-path`/`--options` describe would resume from, as a sentence:
+    its last checkpoint, or for an evaluation (`evaluate.py`) the predictions it has written."""
     from lavis_ib.common.config import Config  # on this error path only: a launch that works needs neither
     from lavis_ib.runners.job_folder import CHECKPOINTS_DIR, checkpoint_store
 
@@ -54,6 +55,9 @@ def last_checkpoint(script_args: list[str]) -> str:
         return ("run.job_id is not set, so every launch starts a new job folder and none resumes; set run.job_id "
                 "for a job that is relaunched or requeued.")
     job_dir = Path(run.output_dir) / str(run.job_id)
+    if evaluation:
+        return (f"Evaluation job {run.job_id} keeps the predictions it has written in {job_dir}; relaunching every "
+                "node with the same run.job_id predicts only the records still missing.")
     latest = checkpoint_store(job_dir).latest()
     if latest is None:
         return f"Job {run.job_id} has no checkpoint yet ({job_dir / CHECKPOINTS_DIR} holds none)."
@@ -66,7 +70,8 @@ def rendezvous_timeout_message(args: argparse.Namespace) -> str:
     return (f"launch: error: rendezvous {args.rdzv_id!r} at {args.rdzv_endpoint} ({args.rdzv_backend}) did not "
             f"complete within join_timeout={join_timeout(args.rdzv_conf):g} s: fewer nodes than --nnodes={args.nnodes} "
             "joined (a node that never started or did not come back, or one given another --rdzv-endpoint or "
-            "--rdzv-id), so no worker started. " + last_checkpoint(args.training_script_args))
+            "--rdzv-id), so no worker started. "
+            + last_checkpoint(args.training_script_args, Path(args.training_script).name == "evaluate.py"))
 
 
 @record  # as torchrun's main: a failed rank's error file becomes the launcher's

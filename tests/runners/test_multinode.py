@@ -159,14 +159,17 @@ def test_a_rendezvous_missing_a_node_ends_naming_it_and_the_last_checkpoint(worl
 
 
 def test_the_timeout_message_says_when_a_job_has_no_checkpoint(job):
-    """The message's other endings (a job not started yet, a config without run.job_id) and the timeout it names
-    (torch's 600 s default unless --rdzv_conf sets join_timeout)."""
+    """The message's other endings (a job not started yet, a config without run.job_id, an evaluation) and the
+    timeout it names (torch's 600 s default unless --rdzv_conf sets join_timeout)."""
     config, reference = job
     fresh = reference.parent / "fresh" / "checkpoints"
     assert last_checkpoint(["--cfg-path", str(config), "--options", "run.job_id=fresh"]) == \
         f"Job fresh has no checkpoint yet ({fresh} holds none)."
     assert last_checkpoint(["--cfg-path", str(config)]).startswith("run.job_id is not set, so every launch")
     assert [join_timeout(""), join_timeout("last_call_timeout=5,join_timeout=7")] == [600, 7]
+    assert last_checkpoint(["--cfg-path", str(config), "--options", "run.job_id=scores"], evaluation=True) == (
+        f"Evaluation job scores keeps the predictions it has written in {reference.parent / 'scores'}; relaunching "
+        "every node with the same run.job_id predicts only the records still missing.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
