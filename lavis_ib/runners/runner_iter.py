@@ -41,7 +41,7 @@ from lavis_ib.datasets.builders.dataset import SkipCounter
 from lavis_ib.common.precision import autocast, run_precision
 from lavis_ib.datasets.sampling import BalancedSampler, MixtureDataset, balanced_mixture
 from lavis_ib.runners import setup
-from lavis_ib.runners.checkpoints import META_FILE, STEP_DIR, rng_state, set_rng_state
+from lavis_ib.runners.checkpoints import META_FILE, STEP_DIR, CheckpointStore, rng_state, set_rng_state
 from lavis_ib.runners.evaluator import Evaluator
 from lavis_ib.runners.job_folder import (check_output_dir, check_resume_choice, checkpoint_store,
                                         set_aside_for_restart, set_aside_later_checkpoints)
@@ -172,6 +172,19 @@ class TrainingState:
         return [p for p in self.model.parameters() if p.requires_grad]
 
 
+@dataclass
+class RunContext:
+    """What one `train()` call runs in, opened by it before `setup()`: this process's place in the process group,
+    the stop request (SIGTERM/SIGUSR1), the job folder, its checkpoint store and the training log."""
+
+    info: dist.DistInfo
+    stop: StopRequest
+    job_dir: Path
+    store: CheckpointStore
+    log: TrainLog
+    started: bool = False  # the first step has begun: from then on a failure keeps the job folder
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The runner
 
@@ -189,6 +202,7 @@ class RunnerIter:
             raise ConfigError(f"{cfg.cfg_path}: no datasets to train on (the config has no 'datasets' section)")
         self.check_before_start()
         self.step_hooks: list[Callable[[int, dict], None]] = []
+        self.context: RunContext | None = None  # set by `train()`
 
     def check_before_start(self) -> None:
         """Every config value and the job folder, before any process group opens or any folder is written: the
@@ -212,6 +226,13 @@ class RunnerIter:
     @classmethod
     def from_config(cls, cfg: Config) -> "RunnerIter":
         return cls(cfg)
+
+    # The run's context, read-only views of `self.context` (which `train()` opens).
+    info = property(lambda self: self.context.info, doc="This process's place in the process group.")
+    stop = property(lambda self: self.context.stop, doc="The stop request (SIGTERM / SIGUSR1).")
+    job_dir = property(lambda self: self.context.job_dir, doc="The job folder.")
+    store = property(lambda self: self.context.store, doc="The job's checkpoint store.")
+    log = property(lambda self: self.context.log, doc="The training log.")
 
     # ----- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> TrainingState:
@@ -304,25 +325,24 @@ class RunnerIter:
     def train(self) -> dict:
         """Train to `max_iters` (or until a stop signal); returns the final progress (rank 0 and others alike)."""
         with dist.distributed_run(self.run) as info, StopRequest() as stop:
-            self.info, self.stop = info, stop
             job = dist.job_id(self.run.job_id)
-            self.job_dir = Path(self.run.output_dir) / job
-            new_folder = not self.job_dir.exists()  # read by rank 0 only, which alone creates the folder
+            job_dir = Path(self.run.output_dir) / job
+            new_folder = not job_dir.exists()  # read by rank 0 only, which alone creates the folder
             if info.is_main and self.run.resume == "restart":
-                set_aside_for_restart(self.job_dir)
+                set_aside_for_restart(job_dir)
             dist.barrier()  # the earlier run is aside before any rank reads the job folder
-            self.store = checkpoint_store(self.job_dir, keep_last=self.run.keep_last)
-            self.log = TrainLog(self.job_dir, enabled=info.is_main, tensorboard=self.run.tensorboard)
-            self.started = False
+            context = self.context = RunContext(
+                info, stop, job_dir, checkpoint_store(job_dir, keep_last=self.run.keep_last),
+                TrainLog(job_dir, enabled=info.is_main, tensorboard=self.run.tensorboard))
             try:
                 return self.train_in(job)
             except BaseException:
-                if new_folder and not self.started and info.is_main:  # a failed start leaves no folder behind
-                    self.log.close()
-                    shutil.rmtree(self.job_dir, ignore_errors=True)
+                if new_folder and not context.started and info.is_main:  # a failed start leaves no folder behind
+                    context.log.close()
+                    shutil.rmtree(job_dir, ignore_errors=True)
                 raise
             finally:
-                self.log.close()
+                context.log.close()
 
     def train_in(self, job: str) -> dict:
         info, run = self.info, self.run
@@ -339,7 +359,7 @@ class RunnerIter:
         with tqdm(total=self.max_iters, initial=progress.step, desc=f"train {job}", unit="step",
                   disable=not info.is_main, dynamic_ncols=True) as bar:  # closed on errors too
             samples_per_step = run.batch_size_train * run.accum_grad_iters * info.world_size
-            self.started = True
+            self.context.started = True
             while progress.step < self.max_iters:
                 step, started = progress.step, time.perf_counter()
                 record = self.train_step(state, loader, trainable, step)

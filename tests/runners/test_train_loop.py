@@ -17,7 +17,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from lavis_ib.cli import load_runner, run
 from lavis_ib.runners.checkpoints import CheckpointStore
-from lavis_ib.runners.runner_iter import Progress
+from lavis_ib.runners.runner_iter import Progress, RunContext
 from lavis_ib.runners.train_log import TrainLog
 from tests.runners.train_fixtures import train_losses, write_train_config
 
@@ -172,8 +172,8 @@ def test_the_best_checkpoint_is_chosen_by_one_split_and_an_undefined_score_is_ne
                                                                                          split, bests):
     runner = runner_for(tmp_path, *([option] if option else []), valid_splits=["val"])
     assert (runner.best_choice.split, runner.best_choice.configured) == (split, option is not None)
-    runner.info, runner.job_dir = SimpleNamespace(is_main=True), tmp_path
-    runner.log = TrainLog(tmp_path, tensorboard=False)
+    runner.context = RunContext(info=SimpleNamespace(is_main=True), stop=None, job_dir=tmp_path, store=None,
+                                log=TrainLog(tmp_path, tensorboard=False))
     evaluator, progress = ScriptedEvaluator(*VALIDATIONS), Progress()
     state = SimpleNamespace(model=SimpleNamespace(llm=torch.nn.Linear(1, 1)), engine=torch.nn.Linear(1, 1),
                             precision="fp32", progress=progress)  # the parts of a TrainingState validation uses
