@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -57,6 +58,160 @@ def test_world_size_one_from_a_launcher_creates_no_group(no_launcher, monkeypatc
     assert not torch.distributed.is_initialized()
     with D.distributed_run({"device": "cpu"}) as ctx_info:
         assert ctx_info == info
+
+
+@pytest.mark.parametrize("bad", ["", "  ", ".", "..", "a/b", "a\\b"])
+def test_job_id_rejects_names_that_are_not_one_directory(no_launcher, bad):
+    with pytest.raises(ValueError, match="directory name"):
+        D.job_id(bad)
+
+
+def test_job_id_accepts_a_yaml_number_as_text(no_launcher):
+    assert D.job_id(20240101) == "20240101"
+
+
+def test_gather_rejects_a_non_list(no_launcher):
+    with pytest.raises(TypeError, match="list"):
+        D.gather_objects((1, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gather_by_id merging (single process: one rank's list)
+
+
+def test_gather_by_id_sorts_and_drops_identical_duplicates(no_launcher):
+    records = [{"id": 5, "p": "b"}, {"id": 2, "p": "a"}, {"id": 5, "p": "b"}, {"id": 10, "p": "c"}]
+    assert D.gather_by_id(records) == [{"id": 2, "p": "a"}, {"id": 5, "p": "b"}, {"id": 10, "p": "c"}]
+
+
+def test_gather_by_id_orders_mixed_ids_and_treats_nan_as_equal(no_launcher):
+    records = [{"qid": "b", "s": math.nan}, {"qid": 3, "s": 1.0}, {"qid": "b", "s": math.nan}, {"qid": "a", "s": 0}]
+    merged = D.gather_by_id(records, key="qid")
+    assert [r["qid"] for r in merged] == [3, "a", "b"]
+
+
+def test_gather_by_id_conflict_names_the_id_and_ranks(no_launcher):
+    with pytest.raises(ValueError, match=r"id 7 has different results on rank 0 .*'yes'.* and rank 0 .*'no'"):
+        D.gather_by_id([{"id": 7, "answer": "yes"}, {"id": 7, "answer": "no"}])
+
+
+def test_gather_by_id_missing_key(no_launcher):
+    with pytest.raises(KeyError, match="question_id"):
+        D.gather_by_id([{"id": 1}], key="question_id")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Launcher environment (pure functions, no group)
+
+
+def test_torchrun_env():
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "1234"}
+    assert D.parse_dist_env(env) == D.DistEnv(3, 4, 1, "10.0.0.2", 1234, "torchrun")
+
+
+def test_torchrun_env_defaults_and_precedence_over_slurm():
+    env = {"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_LOCALID": "0"}
+    assert D.parse_dist_env(env) == D.DistEnv(1, 2, 1, "127.0.0.1", 29500, "torchrun")
+
+
+def test_slurm_env_takes_master_from_the_first_node():
+    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODELIST": "gpu[07-09,12],cpu01"}
+    assert D.parse_dist_env(env) == D.DistEnv(5, 8, 1, "gpu07", 29500, "slurm")
+    assert D.parse_dist_env({**env, "MASTER_ADDR": "head", "MASTER_PORT": "4000"}).master_addr == "head"
+    assert D.parse_dist_env({**env, "MASTER_PORT": "4000"}).master_port == 4000
+
+
+def srun_tasks(hosts: tuple[str, ...], per_node: int, job_nodelist: str, job_tasks: int, **step: str) -> list[dict]:
+    """The environment `srun --ntasks-per-node=<per_node>` gives each of its tasks on `hosts` (node by node), in a
+    job allocated `job_nodelist` with `job_tasks` tasks: the variables a rank reads and those around them it must
+    not be misled by (the job's node list and task count, the "4(x2)"-style task counts per node); `step` overrides."""
+    nodes, tasks = len(hosts), len(hosts) * per_node
+    shared = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": job_nodelist, "SLURM_NODELIST": job_nodelist,
+              "SLURM_NTASKS": str(job_tasks), "SLURM_NPROCS": str(job_tasks), "SLURM_NNODES": str(nodes),
+              "SLURM_NTASKS_PER_NODE": str(per_node), "SLURM_TASKS_PER_NODE": f"{per_node}(x{nodes})",
+              "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_NODES": str(nodes), "SLURM_STEP_NUM_TASKS": str(tasks),
+              "SLURM_STEP_TASKS_PER_NODE": f"{per_node}(x{nodes})", "SLURM_GPUS_ON_NODE": str(per_node), **step}
+    return [{**shared, "SLURM_PROCID": str(node * per_node + local), "SLURM_LOCALID": str(local),
+             "SLURM_NODEID": str(node), "SLURMD_NODENAME": host}
+            for node, host in enumerate(hosts) for local in range(per_node)]
+
+
+def test_every_task_of_a_two_node_four_gpu_srun_finds_its_place():
+    """`srun --nodes=2 --ntasks-per-node=4 python train.py` on gpu07 and gpu08: global rank, world size 8, the GPU
+    of its node (local rank) and rank 0's host, for each of the 8 tasks."""
+    tasks = srun_tasks(("gpu07", "gpu08"), 4, "gpu[07-08]", 8, SLURM_STEP_NODELIST="gpu[07-08]")
+    layouts = [D.parse_dist_env(env) for env in tasks]
+    assert layouts == [D.DistEnv(rank, 8, rank % 4, "gpu07", 29500, "slurm") for rank in range(8)]
+    assert [D.parse_dist_env({**env, "SLURM_STEP_NUM_TASKS": ""}) for env in tasks] == layouts  # SLURM_NTASKS
+
+
+def test_an_srun_on_some_of_the_jobs_nodes_meets_on_its_own_first_node():
+    """A 3-node job of 12 tasks whose srun runs 2 tasks on each of gpu08 and gpu09: world size 4 (the step's, not
+    the job's 12) and rank 0 on gpu08 (the step's first node, not the job's gpu07), else every rank would wait."""
+    tasks = srun_tasks(("gpu08", "gpu09"), 2, "gpu[07-09]", 12, SLURM_STEP_NODELIST="gpu[08-09]")
+    expected = [D.DistEnv(rank, 4, rank % 2, "gpu08", 29500, "slurm") for rank in range(4)]
+    assert [D.parse_dist_env(env) for env in tasks] == expected
+
+
+def test_torchrun_started_by_srun_wins_over_the_slurm_task():
+    """train.sbatch's layout: srun starts one torchrun per node (SLURM sees 2 tasks), each starts 4 workers; every
+    worker takes rank, world size 8, local rank and the rendezvous host from torchrun, not from its SLURM task."""
+    launchers = srun_tasks(("gpu07", "gpu08"), 1, "gpu[07-08]", 2, SLURM_STEP_NODELIST="gpu[07-08]")
+    workers = [{**launcher, "RANK": str(node * 4 + local), "WORLD_SIZE": "8", "LOCAL_RANK": str(local),
+                "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": str(node), "MASTER_ADDR": "gpu07", "MASTER_PORT": "29400"}
+               for node, launcher in enumerate(launchers) for local in range(4)]
+    assert [D.parse_dist_env(env) for env in workers] == [
+        D.DistEnv(rank, 8, rank % 4, "gpu07", 29400, "torchrun") for rank in range(8)]
+
+
+@pytest.mark.parametrize(("nodelist", "host"), [("node01", "node01"), ("a1,b2", "a1"), ("n[003-010]", "n003"),
+                                                ("rack[2,5]-gpu", "rack2-gpu"), ("x[1-2],y[3-4]", "x1")])
+def test_first_host(nodelist, host):
+    assert D.first_host(nodelist) == host
+
+
+def test_no_launcher_env_is_none():
+    assert D.parse_dist_env({"PATH": "/bin", "SLURM_JOB_ID": "12"}) is None
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"RANK": "x", "WORLD_SIZE": "2"}, "RANK='x' is not an integer"),
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "rank 2, local rank 2 of world size 2"),
+    ({"SLURM_PROCID": "0", "SLURM_LOCALID": "0"}, "SLURM_NTASKS is required"),
+])
+def test_bad_launcher_env_is_a_clear_error(env, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        D.parse_dist_env(env)
+
+
+@pytest.mark.parametrize(("requested", "local_rank", "count", "device", "backend"), [
+    ("cpu", 1, 4, torch.device("cpu"), "gloo"),
+    (None, 0, 0, torch.device("cpu"), "gloo"),
+    (None, 2, 4, torch.device("cuda", 2), "nccl"),
+    ("cuda", 1, 2, torch.device("cuda", 1), "nccl"),
+    ("cuda:0", 3, 4, torch.device("cuda", 3), "nccl"),  # each rank its own GPU, whatever index the config named
+])
+def test_device_and_backend_choice(requested, local_rank, count, device, backend):
+    assert D.resolve_device(requested, local_rank, count) == device
+    assert D.choose_backend(device) == backend
+
+
+def test_cuda_without_a_gpu_for_the_rank_is_a_clear_error():
+    with pytest.raises(ValueError, match="local rank 2 has no GPU"):
+        D.resolve_device("cuda", 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sharding
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 10])
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_shards_cover_every_index_exactly_once_without_padding(n, world):
+    shards = [list(D.shard_indices(n, rank, world)) for rank in range(world)]
+    assert sum(shards, []) == list(range(n))  # in order, each once, nothing added
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
 
 
 def test_shard_sizes_for_seven_over_three():
