@@ -23,11 +23,10 @@ from safetensors.torch import load_file
 
 from lavis_ib.common.paths import assets_root
 from lavis_ib.common.processes import process_tree
-from lavis_ib.datasets.records import read_jsonl, write_shards
 from lavis_ib.datasets.sampling import BalancedSampler
 from lavis_ib.runners.checkpoints import load_checkpoint
-from tests.runners.train_fixtures import (DEADLINE_S, ROOT, await_marks, build_small_world, start_training,
-                                          still_running, train, train_losses, write_train_config)
+from tests.runners.train_fixtures import (DEADLINE_S, ROOT, await_marks, build_small_world, caption_shards,
+                                          start_training, still_running, train, train_losses, write_train_config)
 
 DRIVER = ROOT / "tests" / "runners" / "train_driver.py"
 STEPS, SAVE_AT = 6, 3
@@ -40,14 +39,6 @@ def world(tmp_path_factory):
 
 QLORA = {"random_init": False, "load_pretrained": False, "llm_model": str(assets_root / "tiny_lm"),
          "quantization": "nf4", "lora": {"r": 4, "alpha": 8, "dropout": 0.1}}
-
-
-def caption_shards(world: Path, folder: Path) -> dict:
-    """synthetic_caption's train records (42) written as 11 webdataset shards of ≤ 4 under `folder`, and the config
-    block that trains on them (rank 0 of 2 reads 6 shards, 22 records; rank 1 5 shards, 20). Its val split stays JSON
-    lines and is not validated (`eval: null`), so validation stays synthetic_vqa's alone, as before."""
-    write_shards(read_jsonl(world / "datasets/synthetic_caption/train.jsonl"), folder / "train", per_shard=4)
-    return {"build_info": {"annotations": {"train": {"storage": str(folder / "train-*.tar")}}}, "eval": None}
 
 
 def shard_draws(checkpoint: Path) -> list[tuple[list[str], int]]:

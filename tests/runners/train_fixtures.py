@@ -16,6 +16,7 @@ import yaml
 
 from lavis_ib.common.dist import free_port
 from lavis_ib.datasets import synthetic
+from lavis_ib.datasets.records import read_jsonl, write_shards
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 300
@@ -29,6 +30,14 @@ def build_small_world(cache: Path) -> Path:
     """60 scenes (42 train / 6 val per held-in task), written where the default synthetic configs read."""
     synthetic.build_world(cache, n_images=60, n_videos=4)
     return cache
+
+
+def caption_shards(world: Path, folder: Path) -> dict:
+    """synthetic_caption's train records (42) written as 11 webdataset shards of ≤ 4 under `folder`, and the config
+    block that trains on them (rank 0 of 2 reads 6 shards, 22 records; rank 1 5 shards, 20). Its val split stays JSON
+    lines and is not validated (`eval: null`)."""
+    write_shards(read_jsonl(world / "datasets/synthetic_caption/train.jsonl"), folder / "train", per_shard=4)
+    return {"build_info": {"annotations": {"train": {"storage": str(folder / "train-*.tar")}}}, "eval": None}
 
 
 def write_train_config(path: Path, output_dir: Path, datasets=("synthetic_vqa", "synthetic_caption"),

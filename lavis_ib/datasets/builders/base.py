@@ -219,8 +219,10 @@ class DatasetBuilder:
         make_item = self.item_maker(split, vis_path)
         ratio, train = self.config.sample_ratio, split == TRAIN_SPLIT
         if is_shard_pattern(location):
-            shards = [path for path in load_shard_set(location).paths if fnmatch(path.name, location.name)]
-            dataset = ShardDataset(shards, make_item, rank, world_size, ratio, replace_unreadable=train)
+            shard_set = load_shard_set(location)  # the manifest, read once for the builder and the dataset
+            shards = [path for path in shard_set.paths if fnmatch(path.name, location.name)]
+            dataset = ShardDataset(shards, make_item, rank, world_size, ratio, replace_unreadable=train,
+                                   entries=[shard_set.entry(path) for path in shards])
         else:
             dataset = RecordDataset(JsonlRecords(location), make_item, ratio, replace_unreadable=train)
         dataset.answer_list = self.answer_list()

@@ -348,22 +348,25 @@ class ShardDataset(MapAccess, IterableDataset):
     of iteration too. It reads a whole shard (sha256 and count verified) when first needed and keeps only that one,
     per process; in training an unreadable record is replaced by a readable one of the same shard. `len()` is the
     whole set's record count (every rank's shards, from the manifest): its size in the mixture, the same on every
-    rank; `shard_records` holds each shard's count. Shards may be local paths or `ShardURL`s (a URL or `pipe:`
+    rank; `shard_records` holds each shard's count. `entries`: the shards' manifest entries when the caller has read
+    the manifest already (the builder), else it is read here. Shards may be local paths or `ShardURL`s (a URL or `pipe:`
     command, `locations`): a rank then fetches only its own shards, each whole and checked before use.
     """
 
     def __init__(
         self, shards: Sequence[str | Path | ShardURL], make_item: ItemMaker, rank: int = 0, world_size: int = 1,
-        sample_ratio: float = 1.0, replace_unreadable: bool = True,
+        sample_ratio: float = 1.0, replace_unreadable: bool = True, entries: Sequence[dict] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"{make_item.name}: rank {rank} out of range for world size {world_size}")
         if len(shards) < world_size:
             raise ValueError(f"{make_item.name}: {len(shards)} shards cannot be split across {world_size} ranks "
                              f"(every rank needs at least one; write more shards)")
-        entries = verify_shards(shards)  # published whole, with a manifest (checksums are checked as each is read)
         self.shards, self.make_item, self.sample_ratio = list(map(as_location, shards)), make_item, sample_ratio
-        self.entries = [entries[shard] for shard in self.shards]  # reading a shard needs no second manifest read
+        if entries is None:  # published whole, with a manifest (checksums are checked as each shard is read)
+            found = verify_shards(self.shards)
+            entries = [found[shard] for shard in self.shards]
+        self.entries = list(entries)  # each shard's manifest entry: reading a shard needs no second manifest read
         self.shard_records = [int(entry["records"]) for entry in self.entries]
         self.rank, self.world_size, self.replace_unreadable = rank, world_size, replace_unreadable
         self.skipped = 0

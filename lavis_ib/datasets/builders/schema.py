@@ -31,6 +31,9 @@ class SplitStorage(Storage):
     tries: int = Retry.tries
     backoff_s: float = Retry.backoff_s
 
+    def __post_init__(self):
+        self.retry  # a Retry checks both values
+
     @property
     def retry(self) -> Retry:
         return Retry(self.tries, self.backoff_s)
@@ -54,12 +57,10 @@ def split_storage(split: str, entry: Any) -> SplitStorage:
             raise ValueError(f"unknown key '{where}.{key}'{suggestion} (valid keys: {', '.join(valid)})")
     if not isinstance(entry.get("storage"), str):
         raise ValueError(f"'{where}.storage' must be a path (str), got {entry.get('storage')!r}")
-    storage = SplitStorage(**entry)
     try:
-        storage.retry  # checks tries and backoff_s
-    except ValueError as error:
+        return SplitStorage(**entry)
+    except ValueError as error:  # tries / backoff_s out of range
         raise ValueError(f"{where}.{error}") from None
-    return storage
 
 
 @dataclass
